@@ -1,0 +1,15 @@
+"""recbole-awrsr: attention weight refinement for RecBole's sequential recommenders."""
+
+from recbole_awrsr.config import Config
+from recbole_awrsr.quick_start import load_data_and_model, run_recbole_awrsr
+from recbole_awrsr.registry import create_dataset, get_model, get_trainer
+
+__all__ = [
+    "Config",
+    "create_dataset",
+    "get_model",
+    "get_trainer",
+    "load_data_and_model",
+    "run_recbole_awrsr",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,80 @@
+"""Command line: ``recbole-awrsr`` and ``run_recbole_awrsr.py``.
+
+``recbole-awrsr [run] --model=M --dataset=D [--config_files="a.yaml b.yaml"] [--key=value ...]``
+trains and tests one model. Other subcommands are listed in :data:`SUBCOMMANDS`.
+"""
+
+import argparse
+import importlib
+import sys
+
+DEFAULT_MODEL = "SASRecAWR"
+DEFAULT_DATASET = "ml-100k"
+
+#: subcommand -> module whose ``main(argv)`` handles it
+SUBCOMMANDS = {
+    "convert": "recbole_awrsr.data.__main__",
+    "download": "recbole_awrsr.data.__main__",
+    "stats": "recbole_awrsr.data.__main__",
+}
+
+
+def parse_run_args(argv):
+    """Split ``argv`` into (model, dataset, config files, config dict of extra ``--key=value``)."""
+    parser = argparse.ArgumentParser(
+        prog="recbole-awrsr",
+        description="Train and test a recbole_awrsr or RecBole model under the AWRSR protocol. "
+        "Any further --key=value sets that RecBole/plugin config key.",
+    )
+    parser.add_argument("--model", "-m", default=DEFAULT_MODEL,
+                        help=f"model name, ours or RecBole's (default {DEFAULT_MODEL})")
+    parser.add_argument("--dataset", "-d", default=DEFAULT_DATASET,
+                        help=f"dataset name (default {DEFAULT_DATASET}, shipped inside recbole)")
+    parser.add_argument("--config_files", default=None,
+                        help="space-separated YAML files, later ones win")
+    parser.add_argument("--no-save", dest="saved", action="store_false",
+                        help="do not write a checkpoint (tests the last epoch's weights)")
+    args, extra = parser.parse_known_args(argv)
+    config_dict = {}
+    for arg in extra:
+        key, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if not key or not sep:
+            parser.error(f"unrecognised argument '{arg}': config keys are given as --key=value")
+        config_dict[key] = value
+    config_files = args.config_files.split() if args.config_files else None
+    return args.model, args.dataset, config_files, config_dict, args.saved
+
+
+def format_results(model, dataset, test_result, model_file=None, log_file=None):
+    """One readable table of test metrics, plus where the checkpoint and log went."""
+    width = max(len(name) for name in test_result) if test_result else 6
+    lines = [f"Test results: {model} on {dataset}", f"{'metric':<{width}}  value"]
+    lines += [f"{name:<{width}}  {value:.4f}" for name, value in test_result.items()]
+    lines.append(f"checkpoint: {model_file if model_file else '(not saved)'}")
+    lines.append(f"log:        {log_file if log_file else '(none)'}")
+    return "\n".join(lines)
+
+
+def run_main(argv):
+    from recbole_awrsr.quick_start import log_file_path, run
+
+    model, dataset, config_files, config_dict, saved = parse_run_args(argv)
+    result, trainer = run(model, dataset, config_files, config_dict, saved=saved)
+    print(format_results(model, dataset, result["test_result"],
+                         trainer.saved_model_file if saved else None, log_file_path()))
+    return result
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        module = importlib.import_module(SUBCOMMANDS[argv[0]])
+        return module.main(argv)
+    if argv and argv[0] == "run":
+        argv = argv[1:]
+    run_main(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

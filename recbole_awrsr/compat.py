@@ -1,0 +1,57 @@
+"""The three fixes RecBole 1.2.1 needs on today's stack, kept in one place.
+
+1. Checkpoints: torch >= 2.6 loads with ``weights_only=True`` and cannot read the
+   pickled ``Config`` inside RecBole's checkpoints. :func:`load_checkpoint` and
+   :func:`trusted_checkpoint_loading` read our own checkpoint files with the full
+   unpickler; :mod:`recbole_awrsr.trainer` applies them to every trainer class.
+2. Anomaly detection: importing RecBole's SINE switches
+   ``torch.autograd.set_detect_anomaly(True)`` on for the whole process (10-24 % of
+   each training step). :func:`disable_anomaly_detection` runs after every model lookup.
+3. Negative sampling: RecBole samples one negative by default and then refuses
+   ``loss_type: CE`` for sequential models. ``NEG_SAMPLING_BY_LOSS``
+   gives the default for each loss; the plugin ``Config`` applies it.
+"""
+
+import contextlib
+import functools
+
+import torch
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Load a checkpoint file written by RecBole or this plugin (a pickled dict)."""
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+@contextlib.contextmanager
+def trusted_checkpoint_loading():
+    """Within the block, ``torch.load`` unpickles fully unless told otherwise.
+
+    Used only around RecBole's own checkpoint readers (``Trainer.evaluate`` and
+    ``Trainer.resume_checkpoint``), which read files the trainer itself wrote.
+    """
+    original = torch.load
+
+    @functools.wraps(original)
+    def load(*args, **kwargs):
+        kwargs.setdefault("weights_only", False)
+        return original(*args, **kwargs)
+
+    torch.load = load
+    try:
+        yield
+    finally:
+        torch.load = original
+
+
+def disable_anomaly_detection():
+    """Undo the process-wide anomaly detection switched on by ``recbole...sine``."""
+    torch.autograd.set_detect_anomaly(False)
+
+
+# Training negatives each loss needs when the user did not choose: CE scores all
+# items and needs none, BPR needs one sampled negative per target.
+NEG_SAMPLING_BY_LOSS = {
+    "CE": None,
+    "BPR": {"distribution": "uniform", "sample_num": 1},
+}

@@ -1,0 +1,105 @@
+"""The plugin's ``Config``: RecBole's, with our ``properties/`` overlaid after RecBole's."""
+
+import ast
+from pathlib import Path
+
+from recbole.config import Config as RecBoleConfig
+
+from recbole_awrsr.compat import NEG_SAMPLING_BY_LOSS
+from recbole_awrsr.registry import get_model
+
+
+def properties_dir():
+    """Folder of the plugin's YAML files.
+
+    Installed, it is the package ``recbole_awrsr/properties``; in a source checkout
+    (editable install, or running from the repository) it is the top-level ``properties/``.
+    """
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "properties", here.parent / "properties"):
+        if (candidate / "overall.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"recbole_awrsr's properties/overall.yaml was found neither in {here / 'properties'} "
+        f"nor in {here.parent / 'properties'}: reinstall the package (pip install .)."
+    )
+
+
+class Config(RecBoleConfig):
+    """RecBole's ``Config`` that knows the plugin's models and YAML files.
+
+    Layers, later wins: RecBole's overall/model/dataset YAMLs, ours
+    (``properties/overall.yaml``, ``properties/model/<Model>.yaml``,
+    ``properties/dataset/<dataset>.yaml``), then ``config_file_list``, then ``config_dict``.
+
+    Unlike RecBole's, it does not read ``sys.argv``: pytest's or Ray's flags would
+    become config keys. The command line goes through :mod:`recbole_awrsr.cli`,
+    which hands it over as ``config_dict``.
+
+    The training negatives default to what the loss needs (none for CE, one
+    uniform negative for BPR) unless ``train_neg_sample_args`` is set by the user,
+    and a model class may define ``check_config(config)``, called here so that
+    configuration mistakes fail before any data is loaded.
+    """
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
+        super().__init__(model, dataset, config_file_list, config_dict)
+        check = getattr(self.model_class, "check_config", None)
+        if check is not None:
+            check(self)
+
+    def _load_cmd_line(self):
+        return {}
+
+    def _convert_config_dict(self, config_dict):
+        # RecBole converts strings with eval() inside its own method, so a value
+        # that names one of its local variables (e.g. "value") comes back as that
+        # variable's content. Literals only, here.
+        for key, param in config_dict.items():
+            if isinstance(param, str):
+                config_dict[key] = _parse_value(param)
+        return config_dict
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None:
+            model = self.external_config_dict.get("model")
+            if model is None:
+                raise KeyError(
+                    "No model given: pass model=..., or set 'model' in a config file or config_dict."
+                )
+        if isinstance(model, str):
+            model = get_model(model)
+        return super()._get_model_and_dataset(model, dataset)
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        root = properties_dir()
+        dataset_file = root / "dataset" / f"{dataset}.yaml"
+        for path in (root / "overall.yaml", root / "model" / f"{model}.yaml", dataset_file):
+            if not path.is_file():
+                continue
+            loaded = self._update_internal_config_dict(str(path)) or {}
+            if path == dataset_file:
+                # Dataset keys decide RecBole's dataset cache; register ours as such.
+                self.parameters["Dataset"] += [
+                    key for key in loaded if key not in self.parameters["Dataset"]
+                ]
+
+    def _get_final_config_dict(self):
+        final = super()._get_final_config_dict()
+        loss_type = final.get("loss_type")
+        if "train_neg_sample_args" not in self.external_config_dict and loss_type in NEG_SAMPLING_BY_LOSS:
+            negatives = NEG_SAMPLING_BY_LOSS[loss_type]
+            final["train_neg_sample_args"] = dict(negatives) if negatives else None
+        return final
+
+
+def _parse_value(text):
+    """A command-line or config_dict string as the Python literal it spells, else the string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text

@@ -1,0 +1,1 @@
+"""Data: atomic-file converters and the plugin's RecBole dataset classes."""

@@ -1,0 +1,113 @@
+"""Transformer layers whose self-attention runs a refinement mechanism.
+
+Subclasses of RecBole's layers: the parameter names (``query``, ``key``,
+``value``, ``dense``, ``LayerNorm``, ``dense_1``, ...) are RecBole's, so a
+``SASRec`` state dict loads into ``SASRecAWR`` with ``refine_mechanism: none``.
+"""
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from recbole.model.layers import FeedForward, MultiHeadAttention
+
+
+class RefinedMultiHeadAttention(MultiHeadAttention):
+    """RecBole's multi-head self-attention with A replaced by ``refinement(A)``.
+
+    Input (B, n, d) and additive mask (B, 1, n, n); output (B, n, d).
+    With ``keep_weights = True`` the last call's first-order and refined weights
+    (B, h, n, n) stay on the module as ``first_order_weights`` and ``refined_weights``.
+    """
+
+    def __init__(self, n_heads, hidden_size, hidden_dropout_prob, attn_dropout_prob,
+                 layer_norm_eps, refinement):
+        super().__init__(n_heads, hidden_size, hidden_dropout_prob, attn_dropout_prob,
+                         layer_norm_eps)
+        self.refinement = refinement
+        self.keep_weights = False
+        self.first_order_weights = None
+        self.refined_weights = None
+
+    def forward(self, input_tensor, attention_mask):
+        batch, length, _ = input_tensor.shape
+        heads, head_size = self.num_attention_heads, self.attention_head_size
+        query = self.query(input_tensor).view(batch, length, heads, head_size).transpose(1, 2)
+        key = self.key(input_tensor).view(batch, length, heads, head_size).permute(0, 2, 3, 1)
+        value = self.value(input_tensor).view(batch, length, heads, head_size).transpose(1, 2)
+
+        scores = torch.matmul(query, key) / self.sqrt_attention_head_size + attention_mask
+        probs = torch.softmax(scores, dim=-1)
+        weights = self.refinement(probs, scores, attention_mask)
+        if self.keep_weights:
+            self.first_order_weights, self.refined_weights = probs.detach(), weights.detach()
+
+        context = torch.matmul(self.attn_dropout(weights), value)
+        context = context.transpose(1, 2).reshape(batch, length, self.all_head_size)
+        hidden = self.out_dropout(self.dense(context))
+        return self.LayerNorm(hidden + input_tensor)
+
+
+class FastFeedForward(FeedForward):
+    """RecBole's point-wise feed-forward block with PyTorch's fused GELU.
+
+    ``F.gelu`` computes the same erf-based function as RecBole's hand-written
+    ``gelu`` (to float rounding), with a much cheaper backward pass.
+    """
+
+    def get_hidden_act(self, act):
+        if act == "gelu":
+            return F.gelu
+        return super().get_hidden_act(act)
+
+
+class RefinedTransformerLayer(nn.Module):
+    """Refined self-attention followed by the feed-forward block: (B, n, d) -> (B, n, d)."""
+
+    def __init__(self, n_heads, hidden_size, inner_size, hidden_dropout_prob,
+                 attn_dropout_prob, hidden_act, layer_norm_eps, refinement):
+        super().__init__()
+        self.multi_head_attention = RefinedMultiHeadAttention(
+            n_heads, hidden_size, hidden_dropout_prob, attn_dropout_prob, layer_norm_eps,
+            refinement,
+        )
+        self.feed_forward = FastFeedForward(
+            hidden_size, inner_size, hidden_dropout_prob, hidden_act, layer_norm_eps
+        )
+
+    def forward(self, hidden_states, attention_mask):
+        return self.feed_forward(self.multi_head_attention(hidden_states, attention_mask))
+
+
+class RefinedTransformerEncoder(nn.Module):
+    """A stack of :class:`RefinedTransformerLayer`, built like RecBole's ``TransformerEncoder``.
+
+    Layers are deep copies of one prototype, as in RecBole, so that a seed gives
+    the same random draws (and after the model's weight init, the same weights) as
+    RecBole's SASRec when no refinement parameters exist.
+    """
+
+    def __init__(self, n_layers, n_heads, hidden_size, inner_size, hidden_dropout_prob,
+                 attn_dropout_prob, hidden_act, layer_norm_eps, refinement):
+        super().__init__()
+        prototype = RefinedTransformerLayer(
+            n_heads, hidden_size, inner_size, hidden_dropout_prob, attn_dropout_prob,
+            hidden_act, layer_norm_eps, refinement,
+        )
+        self.layer = nn.ModuleList([copy.deepcopy(prototype) for _ in range(n_layers)])
+
+    def forward(self, hidden_states, attention_mask, output_all_encoded_layers=True):
+        """Returns the list of every layer's output (or only the last), as RecBole's encoder does."""
+        outputs = []
+        for layer in self.layer:
+            hidden_states = layer(hidden_states, attention_mask)
+            if output_all_encoded_layers:
+                outputs.append(hidden_states)
+        if not output_all_encoded_layers:
+            outputs.append(hidden_states)
+        return outputs
+
+    def attention_layers(self):
+        """The attention module of every layer, first to last."""
+        return [layer.multi_head_attention for layer in self.layer]

@@ -1,0 +1,89 @@
+"""SASRecAWR: RecBole's SASRec with attention weight refinement in every layer."""
+
+import torch
+from torch import nn
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.model.loss import BPRLoss
+from recbole.model.sequential_recommender.sasrec import SASRec
+
+from recbole_awrsr.model.attention import RefinedTransformerEncoder
+from recbole_awrsr.model.refinement import (
+    Refinement,
+    build_refinement,
+    check_refinement_config,
+)
+
+LOSS_TYPES = ("CE", "BPR")
+
+
+class SASRecAWR(SASRec):
+    """SASRec (post-LN transformer, learnable positions, right-padded input) plus refinement.
+
+    Same modules, parameter names and construction order as RecBole's ``SASRec``;
+    ``refine_mechanism: none`` is numerically the same model. Scoring, losses and
+    ``predict``/``full_sort_predict`` are SASRec's.
+
+    Config keys (besides SASRec's): ``refine_mechanism`` (none | simple | value |
+    additive), ``refine_share_heads``, ``refine_input`` (probs | scores).
+    """
+
+    def __init__(self, config, dataset):
+        # SASRec.__init__ would build RecBole's encoder; the same modules are built
+        # here in the same order, with the refined encoder in its place.
+        SequentialRecommender.__init__(self, config, dataset)
+        self.n_layers = config["n_layers"]
+        self.n_heads = config["n_heads"]
+        self.hidden_size = config["hidden_size"]
+        self.inner_size = config["inner_size"]
+        self.hidden_dropout_prob = config["hidden_dropout_prob"]
+        self.attn_dropout_prob = config["attn_dropout_prob"]
+        self.hidden_act = config["hidden_act"]
+        self.layer_norm_eps = config["layer_norm_eps"]
+        self.initializer_range = config["initializer_range"]
+        self.loss_type = config["loss_type"]
+        self.refine_mechanism = config["refine_mechanism"]
+
+        self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
+        self.position_embedding = nn.Embedding(self.max_seq_length, self.hidden_size)
+        self.trm_encoder = RefinedTransformerEncoder(
+            n_layers=self.n_layers,
+            n_heads=self.n_heads,
+            hidden_size=self.hidden_size,
+            inner_size=self.inner_size,
+            hidden_dropout_prob=self.hidden_dropout_prob,
+            attn_dropout_prob=self.attn_dropout_prob,
+            hidden_act=self.hidden_act,
+            layer_norm_eps=self.layer_norm_eps,
+            refinement=build_refinement(config, self.n_heads),
+        )
+        self.LayerNorm = nn.LayerNorm(self.hidden_size, eps=self.layer_norm_eps)
+        self.dropout = nn.Dropout(self.hidden_dropout_prob)
+        self.loss_fct = BPRLoss() if self.loss_type == "BPR" else nn.CrossEntropyLoss()
+        self.apply(self._init_weights)
+
+    @classmethod
+    def check_config(cls, config):
+        """Reject settings this model cannot train with, before any data is loaded."""
+        check_refinement_config(config, backbone="sasrec")
+        if config["loss_type"] not in LOSS_TYPES:
+            raise ValueError(
+                f"Unknown loss_type '{config['loss_type']}' for {config['model']}: use CE or BPR."
+            )
+
+    def _init_weights(self, module):
+        if isinstance(module, Refinement):
+            module.reset_parameters(self.initializer_range)
+        else:
+            super()._init_weights(module)
+
+    def encode(self, item_seq):
+        """Hidden state at every position: (B, n) item ids -> (B, n, d)."""
+        positions = torch.arange(item_seq.size(1), device=item_seq.device)
+        hidden = self.item_embedding(item_seq) + self.position_embedding(positions)
+        hidden = self.dropout(self.LayerNorm(hidden))
+        mask = self.get_attention_mask(item_seq)
+        return self.trm_encoder(hidden, mask, output_all_encoded_layers=False)[-1]
+
+    def forward(self, item_seq, item_seq_len):
+        """Hidden state at each sequence's last item: (B, n), (B,) -> (B, d)."""
+        return self.gather_indexes(self.encode(item_seq), item_seq_len - 1)

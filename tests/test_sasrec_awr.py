@@ -1,0 +1,144 @@
+"""SASRecAWR: equivalence with RecBole's SASRec, causality, parameter counts, learning."""
+
+import pytest
+import torch
+
+from conftest import MAX_LEN, build, random_sequences
+
+MECHANISMS = ["none", "simple", "value", "additive"]
+
+
+def first_batch(loader):
+    for batch in loader:
+        return batch[0] if isinstance(batch, tuple) else batch
+
+
+@pytest.fixture
+def pair(tiny_config_dict):
+    """RecBole's SASRec and SASRecAWR(none) on the same data, same seed."""
+    _, stock, train_data, _, test_data = build("SASRec", config_dict=tiny_config_dict)
+    _, ours, _, _, _ = build("SASRecAWR", config_dict=tiny_config_dict, refine_mechanism="none")
+    return stock.eval(), ours.eval(), train_data, test_data
+
+
+def test_none_has_sasrec_parameter_names_and_same_seeded_init(pair):
+    stock, ours, _, _ = pair
+    stock_state, our_state = stock.state_dict(), ours.state_dict()
+    assert list(stock_state) == list(our_state)
+    for name, tensor in stock_state.items():
+        # same construction order: the same seed gives the same initial weights
+        assert torch.equal(tensor, our_state[name]), name
+
+
+def test_none_equals_sasrec_scores_and_loss(pair):
+    stock, ours, train_data, test_data = pair
+    with torch.no_grad():
+        for p in stock.parameters():  # move away from the init so the check is not trivial
+            p.add_(0.05 * torch.randn_like(p))
+    ours.load_state_dict(stock.state_dict())
+    batch = first_batch(train_data)
+    test_batch = first_batch(test_data)
+    with torch.no_grad():
+        assert torch.allclose(stock.calculate_loss(batch), ours.calculate_loss(batch), atol=1e-5)
+        stock_scores = stock.full_sort_predict(test_batch)
+        our_scores = ours.full_sort_predict(test_batch)
+    assert stock_scores.shape == (len(test_batch), stock.n_items)
+    assert torch.allclose(stock_scores, our_scores, atol=1e-5)
+
+
+def encode_eval(model, seqs):
+    model.eval()
+    with torch.no_grad():
+        return model.encode(seqs)
+
+
+@pytest.mark.parametrize("refine_input", ["probs", "scores"])
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_no_leakage_from_later_positions(tiny_config_dict, mechanism, refine_input):
+    _, model, _, _, _ = build("SASRecAWR", config_dict=tiny_config_dict,
+                              refine_mechanism=mechanism, refine_input=refine_input)
+    seqs, _ = random_sequences(6, MAX_LEN, model.n_items, seed=1, min_len=MAX_LEN)
+    base = encode_eval(model, seqs)
+    for t in range(1, MAX_LEN):
+        changed = seqs.clone()
+        changed[:, t] = (changed[:, t] % (model.n_items - 1)) + 1  # a different real item
+        out = encode_eval(model, changed)
+        assert torch.allclose(out[:, :t], base[:, :t], atol=1e-6), f"position < {t} changed"
+        assert not torch.allclose(out[:, t], base[:, t], atol=1e-6), "the change must be visible at t"
+
+
+@pytest.mark.parametrize("share_heads", [True, False])
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_prefix_consistency(tiny_config_dict, mechanism, share_heads):
+    _, model, _, _, _ = build("SASRecAWR", config_dict=tiny_config_dict,
+                              refine_mechanism=mechanism, refine_share_heads=share_heads)
+    seqs, _ = random_sequences(4, MAX_LEN, model.n_items, seed=2, min_len=MAX_LEN)
+    full = encode_eval(model, seqs)
+    for t in range(MAX_LEN):
+        prefix = seqs.clone()
+        prefix[:, t + 1:] = 0
+        assert torch.allclose(encode_eval(model, prefix)[:, t], full[:, t], atol=1e-5)
+        lengths = torch.full((len(seqs),), t + 1)
+        with torch.no_grad():
+            assert torch.allclose(model(prefix, lengths), full[:, t], atol=1e-5)
+
+
+# matrices per layer: written out, not read from the classes under test
+EXPECTED_MATRICES = {"none": 0, "simple": 2, "value": 3, "additive": 2}
+
+
+@pytest.mark.parametrize("share_heads", [True, False])
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_mechanism_adds_exactly_its_matrices(tiny_config_dict, mechanism, share_heads):
+    _, base, _, _, _ = build("SASRecAWR", config_dict=tiny_config_dict, refine_mechanism="none")
+    _, model, _, _, _ = build("SASRecAWR", config_dict=tiny_config_dict,
+                              refine_mechanism=mechanism, refine_share_heads=share_heads)
+    base_names = {name for name, _ in base.named_parameters()}
+    extra = [(name, p) for name, p in model.named_parameters() if name not in base_names]
+    n_layers, n_heads = 2, 2
+    per_matrix = 1 if share_heads else n_heads
+    shape = (MAX_LEN, MAX_LEN) if share_heads else (n_heads, MAX_LEN, MAX_LEN)
+    assert len(extra) == EXPECTED_MATRICES[mechanism] * n_layers
+    assert all(tuple(p.shape) == shape for _, p in extra)
+    added = sum(p.numel() for _, p in extra)
+    assert added == EXPECTED_MATRICES[mechanism] * n_layers * per_matrix * MAX_LEN * MAX_LEN
+    assert {n for n, _ in model.named_parameters()} >= base_names
+
+
+def test_value_starts_from_identity_and_is_causal(tiny_config_dict):
+    _, model, _, _, _ = build("SASRecAWR", config_dict=tiny_config_dict, refine_mechanism="value")
+    attention = model.trm_encoder.attention_layers()[0]
+    assert torch.equal(attention.refinement.w_value, torch.eye(MAX_LEN))
+    attention.keep_weights = True
+    seqs, _ = random_sequences(3, MAX_LEN, model.n_items, seed=3, min_len=MAX_LEN)
+    encode_eval(model, seqs)
+    refined = attention.refined_weights
+    upper = torch.triu(torch.ones(MAX_LEN, MAX_LEN, dtype=torch.bool), diagonal=1)
+    assert torch.all(refined[..., upper] == 0)
+    # identity W_v: simple(A) @ A is a product of row-stochastic causal matrices
+    assert torch.allclose(refined.sum(-1), torch.ones_like(refined.sum(-1)), atol=1e-5)
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_short_training_lowers_the_loss(tiny_config_dict, mechanism):
+    config, model, train_data, _, _ = build(
+        "SASRecAWR", config_dict=tiny_config_dict, refine_mechanism=mechanism,
+        hidden_dropout_prob=0.1, attn_dropout_prob=0.1,
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    batch = first_batch(train_data)
+
+    def eval_loss():
+        model.eval()
+        with torch.no_grad():
+            return model.calculate_loss(batch).item()
+
+    before = eval_loss()
+    model.train()
+    for _ in range(5):
+        for data in train_data:
+            optimizer.zero_grad()
+            model.calculate_loss(data).backward()
+            optimizer.step()
+    after = eval_loss()
+    assert after < 0.9 * before, (before, after)
