@@ -1,0 +1,164 @@
+"""Reading raw dataset files line by line, with errors that point at the offending line.
+
+Every converter reads its input through :func:`iter_lines`, so that all of them
+stream (memory does not grow with the input), decode strictly, report a bad
+line as ``file:line`` together with the format they expected, and show a
+progress bar on long inputs.
+"""
+
+import gzip
+import io
+import os
+import sys
+import zipfile
+import zlib
+from dataclasses import dataclass
+
+#: inputs bigger than this get a progress bar (when stderr is a terminal)
+PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+#: lines between two progress bar updates; updating on every line costs more than parsing it
+PROGRESS_EVERY = 65536
+
+
+class ConversionError(Exception):
+    """A raw input that cannot be converted, described in one line.
+
+    ``source`` names the file (or ``archive.zip:member``), ``line`` the 1-based
+    line number when one applies, and ``expected`` the format the converter wanted.
+    """
+
+    def __init__(self, source, problem, expected=None, line=None):
+        self.source, self.problem, self.expected, self.line = str(source), problem, expected, line
+        where = self.source if line is None else f"{self.source}, line {line}"
+        message = f"{where}: {problem}"
+        if expected:
+            message += f"; expected {expected}"
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A raw input file: a plain path, a ``.gz`` file, or a member of a ``.zip`` archive."""
+
+    path: str
+    member: str = None
+
+    @property
+    def name(self):
+        """How error messages name this input."""
+        return f"{self.path}:{self.member}" if self.member else self.path
+
+    def size(self):
+        """Compressed or plain size in bytes, for the progress bar."""
+        if self.member:
+            with zipfile.ZipFile(self.path) as archive:
+                return archive.getinfo(self.member).file_size
+        return os.path.getsize(self.path)
+
+    def open_binary(self):
+        """A binary file object of the (decompressed) content."""
+        if self.member:
+            archive = zipfile.ZipFile(self.path)
+            try:
+                return _ClosingMember(archive, archive.open(self.member))
+            except BaseException:
+                archive.close()
+                raise
+        if self.path.endswith(".gz"):
+            return gzip.open(self.path, "rb")
+        return open(self.path, "rb")
+
+
+class _ClosingMember(io.BufferedReader):
+    """A zip member that closes its archive along with itself."""
+
+    def __init__(self, archive, member):
+        super().__init__(member)
+        self._archive = archive
+
+    def close(self):
+        try:
+            super().close()
+        finally:
+            self._archive.close()
+
+
+def iter_lines(source, expected, encoding="utf-8", skip_blank=True):
+    """Yield ``(line_number, text)`` for each line of ``source``, without the line break.
+
+    Decoding is strict (``latin-1`` never fails, for files published in it).
+    Blank lines are skipped. A missing, unreadable or empty file, and bytes
+    that do not decode, raise :class:`ConversionError` naming the file and line.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        source = Source(os.fspath(source))
+    if not source.member and not os.path.isfile(source.path):
+        problem = "is a folder, not a file" if os.path.isdir(source.path) else "no such file"
+        raise ConversionError(source.name, problem, expected)
+    progress = _progress(source)
+    number, data_lines = 0, 0
+    try:
+        with source.open_binary() as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    text = raw.decode(encoding).rstrip("\r\n")
+                except UnicodeDecodeError as error:
+                    raise ConversionError(
+                        source.name, f"bytes that are not valid {encoding} ({error.reason} "
+                        f"at byte {error.start} of the line)", expected, number) from None
+                if progress is not None and number % PROGRESS_EVERY == 0:
+                    progress.update(PROGRESS_EVERY)
+                if skip_blank and not text.strip():
+                    continue
+                data_lines += 1
+                yield number, text
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as error:
+        # truncated or corrupt compressed input, or an I/O failure half-way
+        raise ConversionError(source.name, f"cannot be read ({error})", expected,
+                              number + 1 if number else None) from None
+    finally:
+        if progress is not None:
+            progress.close()
+    if data_lines == 0:
+        raise ConversionError(source.name, "the file is empty (no data lines)", expected, 1)
+
+
+def _progress(source):
+    """A tqdm bar counting lines, on stderr, for long inputs read from a terminal session."""
+    if not sys.stderr.isatty():
+        return None
+    try:
+        if source.size() < PROGRESS_MIN_BYTES:
+            return None
+    except OSError:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(desc=os.path.basename(source.name), unit=" lines", unit_scale=True,
+                file=sys.stderr, leave=False)
+
+
+def parse_int(text, what, source, number, expected):
+    """``text`` as a non-negative integer, or a :class:`ConversionError` for that line."""
+    text = text.strip()
+    if not text.isdigit() or not text.isascii():
+        raise ConversionError(source, f"{what} '{text}' is not a non-negative integer",
+                              expected, number)
+    return int(text)
+
+
+def parse_float(text, what, source, number, expected):
+    """``text`` as a finite float, or a :class:`ConversionError` for that line."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        raise ConversionError(source, f"{what} '{str(text).strip()}' is not a number",
+                              expected, number)
+    return value
+
+
+def format_number(value):
+    """A float written without a useless ``.0`` (``5``, ``4.5``, ``978300760``) and without loss."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
