@@ -47,6 +47,12 @@ class Config(RecBoleConfig):
         check = getattr(self.model_class, "check_config", None)
         if check is not None:
             check(self)
+        if self["train_targets"] == "all" and not getattr(self.model_class, "handles_all_targets", False):
+            raise ValueError(
+                f"train_targets: all needs a model that trains on every position; "
+                f"{self['model']} trains on the last one only. Drop train_targets, or use one "
+                f"of the plugin's models (SASRecAWR, STOSA, STOSAAWR)."
+            )
 
     def _load_cmd_line(self):
         return {}

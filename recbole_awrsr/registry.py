@@ -22,11 +22,14 @@ def get_model(model_name):
     if model_class is None:
         try:
             model_class = recbole_get_model(model_name)
-        except ValueError:
+        except (ValueError, ImportError) as error:
+            # RecBole's search imports its optional-library models (lightgbm, xgboost)
+            # on the way, so an unknown name can also surface as an ImportError
             raise ValueError(
                 f"Unknown model '{model_name}': it is neither a recbole_awrsr model "
                 f"({', '.join(ours.__all__)}) nor a RecBole model. Check the spelling "
-                f"(names are case-sensitive, e.g. SASRec, GRU4Rec, BERT4Rec)."
+                f"(names are case-sensitive, e.g. SASRec, GRU4Rec, BERT4Rec). "
+                f"(RecBole's lookup said: {error})"
             ) from None
     # Resolving RecBole's sequential models imports SINE, which switches anomaly
     # detection on for the whole process; switch it off again, for baselines too.
@@ -35,7 +38,7 @@ def get_model(model_name):
 
 
 def get_trainer(model_type, model_name):
-    """Return the trainer class for a model, with checkpoint loading that works on torch >= 2.6."""
+    """Return the trainer class for a model, with the plugin's fixes (see :mod:`recbole_awrsr.trainer`)."""
     from recbole_awrsr import model as our_models
     from recbole_awrsr import trainer as ours
 
@@ -44,7 +47,7 @@ def get_trainer(model_type, model_name):
         trainer_class = ours.AWRTrainer
     if trainer_class is None:
         trainer_class = recbole_get_trainer(model_type, model_name)
-    return ours.with_checkpoint_fix(trainer_class)
+    return ours.with_plugin_fixes(trainer_class)
 
 
 def atomic_inter_file(config):

@@ -12,6 +12,7 @@ from recbole_awrsr.model.refinement import (
     build_refinement,
     check_refinement_config,
 )
+from recbole_awrsr.model.targets import check_train_targets, next_item_targets, sample_negatives
 
 LOSS_TYPES = ("CE", "BPR")
 
@@ -24,8 +25,12 @@ class SASRecAWR(SASRec):
     ``predict``/``full_sort_predict`` are SASRec's.
 
     Config keys (besides SASRec's): ``refine_mechanism`` (none | simple | value |
-    additive), ``refine_share_heads``, ``refine_input`` (probs | scores).
+    additive), ``refine_share_heads``, ``refine_input`` (probs | scores),
+    ``train_targets`` (last: RecBole's one target per prefix row; all: a target at
+    every position of each user's window, see :mod:`recbole_awrsr.model.targets`).
     """
+
+    handles_all_targets = True
 
     def __init__(self, config, dataset):
         # SASRec.__init__ would build RecBole's encoder; the same modules are built
@@ -42,6 +47,7 @@ class SASRecAWR(SASRec):
         self.initializer_range = config["initializer_range"]
         self.loss_type = config["loss_type"]
         self.refine_mechanism = config["refine_mechanism"]
+        self.train_targets = config["train_targets"]
 
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
         self.position_embedding = nn.Embedding(self.max_seq_length, self.hidden_size)
@@ -65,6 +71,7 @@ class SASRecAWR(SASRec):
     def check_config(cls, config):
         """Reject settings this model cannot train with, before any data is loaded."""
         check_refinement_config(config, backbone="sasrec")
+        check_train_targets(config)
         if config["loss_type"] not in LOSS_TYPES:
             raise ValueError(
                 f"Unknown loss_type '{config['loss_type']}' for {config['model']}: use CE or BPR."
@@ -87,3 +94,22 @@ class SASRecAWR(SASRec):
     def forward(self, item_seq, item_seq_len):
         """Hidden state at each sequence's last item: (B, n), (B,) -> (B, d)."""
         return self.gather_indexes(self.encode(item_seq), item_seq_len - 1)
+
+    def calculate_loss(self, interaction):
+        """Training loss of a batch: SASRec's (``last``) or averaged over every target (``all``)."""
+        if self.train_targets == "last":
+            return super().calculate_loss(interaction)
+        item_seq = interaction[self.ITEM_SEQ]
+        targets = next_item_targets(item_seq, interaction[self.ITEM_SEQ_LEN],
+                                    interaction[self.POS_ITEM_ID])
+        real = targets > 0
+        # only real positions are scored: padding costs no logits
+        hidden = self.encode(item_seq)[real]  # (T, d)
+        positives = targets[real]  # (T,)
+        if self.loss_type == "CE":
+            logits = hidden @ self.item_embedding.weight.t()  # (T, |I|)
+            return self.loss_fct(logits, positives)
+        negatives = sample_negatives(targets, self.n_items)[real]
+        pos_score = (hidden * self.item_embedding(positives)).sum(-1)
+        neg_score = (hidden * self.item_embedding(negatives)).sum(-1)
+        return self.loss_fct(pos_score, neg_score)

@@ -1,0 +1,112 @@
+"""Config: our YAML overlay, the stack fixes, value parsing and early configuration errors."""
+
+import pytest
+import torch
+
+from recbole_awrsr import Config, get_model, run_recbole_awrsr
+from recbole_awrsr.config import _parse_value, properties_dir
+
+
+@pytest.mark.parametrize("model", ["SASRecAWR", "SASRec", "GRU4Rec"])
+def test_protocol_defaults_apply_to_ours_and_baselines(model):
+    config = Config(model=model, dataset="ml-100k")
+    assert config["eval_args"]["split"] == {"LS": "valid_and_test"}
+    assert config["eval_args"]["order"] == "TO"
+    assert config["eval_args"]["mode"] == {"valid": "full", "test": "full"}
+    assert config["metrics"] == ["Recall", "NDCG"]
+    assert config["topk"] == [1, 5, 10]
+    assert config["valid_metric"] == "NDCG@5"
+    assert config["stopping_step"] == 20
+    assert "timestamp" in config["load_col"]["inter"]
+
+
+def test_model_yaml_is_overlaid():
+    config = Config(model="SASRecAWR", dataset="ml-100k")
+    assert properties_dir().joinpath("model", "SASRecAWR.yaml").is_file()
+    assert config["refine_mechanism"] == "simple"
+    assert config["refine_share_heads"] is True
+    assert config["refine_input"] == "probs"
+    assert config["train_targets"] == "all"
+
+
+def test_negative_sampling_follows_the_loss_unless_set():
+    ce = Config(model="SASRec", dataset="ml-100k", config_dict={"loss_type": "CE"})
+    assert ce["train_neg_sample_args"]["distribution"] == "none"
+    bpr = Config(model="SASRec", dataset="ml-100k", config_dict={"loss_type": "BPR"})
+    assert bpr["train_neg_sample_args"]["distribution"] == "uniform"
+    assert bpr["train_neg_sample_args"]["sample_num"] == 1
+    chosen = Config(model="SASRec", dataset="ml-100k", config_dict={
+        "loss_type": "BPR", "train_neg_sample_args": {"distribution": "popularity", "sample_num": 3}})
+    assert chosen["train_neg_sample_args"]["distribution"] == "popularity"
+    assert chosen["train_neg_sample_args"]["sample_num"] == 3
+
+
+def test_anomaly_detection_is_off_after_resolving_models():
+    torch.autograd.set_detect_anomaly(True)
+    try:
+        get_model("SINE")  # the RecBole module that switches it on at import
+        assert not torch.is_anomaly_enabled()
+        torch.autograd.set_detect_anomaly(True)
+        Config(model="SASRec", dataset="ml-100k")
+        assert not torch.is_anomaly_enabled()
+    finally:
+        torch.autograd.set_detect_anomaly(False)
+
+
+def test_command_line_values_parse_as_literals_not_variables():
+    # RecBole's eval() turned "value" into one of its local variables
+    assert _parse_value("value") == "value"
+    assert _parse_value("param") == "param"
+    assert _parse_value("[1, 5, 10]") == [1, 5, 10]
+    assert _parse_value("1e-3") == pytest.approx(0.001)
+    assert _parse_value("true") is True and _parse_value("False") is False
+    assert _parse_value("None") is None
+    config = Config(model="SASRecAWR", dataset="ml-100k",
+                    config_dict={"refine_mechanism": "value", "epochs": "3"})
+    assert config["refine_mechanism"] == "value"
+    assert config["epochs"] == 3
+
+
+def test_sys_argv_is_not_read(monkeypatch):
+    monkeypatch.setattr("sys.argv", ["pytest", "--epochs=999", "--refine_mechanism=bogus"])
+    config = Config(model="SASRecAWR", dataset="ml-100k")
+    assert config["epochs"] != 999
+    assert config["refine_mechanism"] == "simple"
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    ({"refine_mechanism": "stochastic"}, "STOSAAWR"),
+    ({"refine_mechanism": "bogus"}, "none, simple, value, additive"),
+    ({"refine_input": "logits"}, "probs, scores"),
+    ({"refine_share_heads": "maybe"}, "true or false"),
+    ({"train_targets": "some"}, "'last'"),
+    ({"loss_type": "MSE"}, "CE or BPR"),
+])
+def test_bad_model_config_fails_in_config(overrides, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        Config(model="SASRecAWR", dataset="ml-100k", config_dict=overrides)
+
+
+def test_all_targets_on_a_baseline_is_refused():
+    with pytest.raises(ValueError, match="trains on the last one only"):
+        Config(model="SASRec", dataset="ml-100k", config_dict={"train_targets": "all"})
+
+
+def test_unknown_model_name_is_explained():
+    with pytest.raises(ValueError, match="neither a recbole_awrsr model"):
+        get_model("SASRecc")
+
+
+def test_missing_atomic_files_fail_before_training(tmp_path):
+    checkpoints = tmp_path / "ckpt"
+    with pytest.raises(FileNotFoundError, match=r"recbole_awrsr.data convert nosuch"):
+        run_recbole_awrsr("SASRecAWR", "nosuch", config_dict={
+            "data_path": str(tmp_path / "atomic"), "checkpoint_dir": str(checkpoints)})
+    assert not checkpoints.exists()
+
+
+def test_stochastic_fails_before_any_data_is_read(tmp_path):
+    # the dataset does not exist either: the configuration error must come first
+    with pytest.raises(ValueError, match="STOSAAWR"):
+        run_recbole_awrsr("SASRecAWR", "nosuch", config_dict={
+            "data_path": str(tmp_path), "refine_mechanism": "stochastic"})
