@@ -38,7 +38,7 @@ def check_dataset(dataset):
     """Raise :class:`ConversionError` for a dataset name no converter knows."""
     if dataset not in OTHER_DATASETS and amazon_category(dataset) is None:
         raise ConversionError(
-            dataset, "unknown dataset name",
+            f"dataset name '{dataset}'", "no converter knows this name",
             f"one of {', '.join(OTHER_DATASETS)}, or an Amazon 2014 category "
             f"({', '.join(c.lower() for c in AMAZON_CATEGORIES)}; short names "
             f"{', '.join(sorted(AMAZON_ALIASES))})")
@@ -56,6 +56,11 @@ def convert(dataset, input_path, output_dir="dataset_atomic", name=None, drop_un
     """
     check_dataset(dataset)
     name = name or dataset
+    if drop_unrated and dataset != "anime":
+        raise ConversionError(input_path, "--drop-unrated applies to anime only", "DATASET anime")
+    if input_format and amazon_category(dataset) is None:
+        raise ConversionError(input_path, "--format applies to Amazon categories only",
+                              "an Amazon 2014 category as DATASET")
     if dataset == "ml-1m":
         from recbole_awrsr.data.convert import movielens
         return movielens.convert(input_path, output_dir, name)

@@ -1,0 +1,131 @@
+"""Fetching a dataset's official archive, checking its SHA-256, and converting it.
+
+Only ML-1M has an official archive that can be fetched without an account
+(GroupLens). Amazon 2014 and Kaggle's anime files are behind request forms or
+logins, so ``download`` explains the manual steps for them instead.
+
+No SHA-256 is pinned for ``ml-1m.zip`` yet: this code was written on a machine
+without network, and a hash that was not computed from the real file would be
+worse than none. Until one is pinned, a download stops after fetching and
+prints the archive's SHA-256, and the user confirms it with ``--sha256``
+(compare with a copy you trust); with a pinned or given hash, a mismatch
+deletes the file and fails.
+"""
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from recbole_awrsr.data.convert import amazon_category, check_dataset, convert
+
+#: seconds to wait for a connection or a read; without network, fail fast
+DEFAULT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Archive:
+    """An official download: where it is, what it is called, and its SHA-256 when known."""
+
+    url: str
+    filename: str
+    sha256: str = None  # None: not pinned yet (see the module docstring)
+
+
+ARCHIVES = {
+    "ml-1m": Archive("https://files.grouplens.org/datasets/movielens/ml-1m.zip", "ml-1m.zip"),
+}
+
+#: where to get the raw files by hand, for datasets without a fetchable archive
+MANUAL_SOURCES = {
+    "anime": ("Kaggle's 'Anime Recommendations Database' "
+              "(https://www.kaggle.com/datasets/CooperUnion/anime-recommendations-database, "
+              "needs a Kaggle login)", "the file rating.csv (and anime.csv, for the .item file)", "rating.csv"),
+    "pairs": ("the repository that published the pairs file", "the 'user item' file", "FILE"),
+}
+
+
+class DownloadError(Exception):
+    """A download that could not be done; the message says what to do by hand."""
+
+
+def manual_steps(dataset, output_dir="dataset_atomic"):
+    """The manual route for ``dataset``: where to get which file, and the convert command."""
+    folder = os.path.join(output_dir, dataset)
+    if dataset in ARCHIVES:
+        archive = ARCHIVES[dataset]
+        where, files, argument = archive.url, archive.filename, archive.filename
+    elif dataset in MANUAL_SOURCES:
+        where, files, argument = MANUAL_SOURCES[dataset]
+    else:
+        category = amazon_category(dataset)
+        where = ("the Amazon 2014 review data page (http://jmcauley.ucsd.edu/data/amazon/, "
+                 "per-category files)")
+        files = f"reviews_{category}_5.json.gz (or ratings_{category}.csv)"
+        argument = f"reviews_{category}_5.json.gz"
+    return (f"Manual steps: (1) on a machine with network, get {files} from {where}; "
+            f"(2) put the download in {folder}/ here; (3) run `python -m recbole_awrsr.data convert "
+            f"{dataset} {os.path.join(folder, argument)} --output-dir {output_dir}`.")
+
+
+def sha256_of(path):
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch(url, target, timeout=DEFAULT_TIMEOUT, opener=None):
+    """Download ``url`` to ``target`` through a temporary file, so a broken transfer leaves nothing."""
+    opener = opener or urllib.request.urlopen
+    folder = os.path.dirname(os.path.abspath(target))
+    os.makedirs(folder, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=".download.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out, opener(url, timeout=timeout) as response:
+            shutil.copyfileobj(response, out, 1 << 20)
+        os.replace(temp, target)
+    except BaseException:
+        os.remove(temp)
+        raise
+
+
+def download(dataset, output_dir="dataset_atomic", sha256=None, timeout=DEFAULT_TIMEOUT,
+             opener=None):
+    """Fetch, verify and convert ``dataset``; returns the converter's writer.
+
+    The archive is kept as ``<output_dir>/<dataset>/<filename>`` (so a re-run,
+    e.g. with ``--sha256``, does not fetch again). Raises :class:`DownloadError`
+    with the manual steps when there is no archive, no network, or a bad hash.
+    """
+    check_dataset(dataset)
+    if dataset not in ARCHIVES:
+        raise DownloadError(f"'{dataset}' has no official archive that can be fetched "
+                            f"automatically. {manual_steps(dataset, output_dir)}")
+    archive = ARCHIVES[dataset]
+    target = os.path.join(output_dir, dataset, archive.filename)
+    if not os.path.isfile(target):
+        try:
+            fetch(archive.url, target, timeout=timeout, opener=opener)
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            reason = getattr(error, "reason", None) or error
+            raise DownloadError(f"cannot download {archive.url} ({reason}). "
+                                f"{manual_steps(dataset, output_dir)}") from None
+    actual = sha256_of(target)
+    expected = (sha256 or archive.sha256 or "").lower()
+    if not expected:
+        raise DownloadError(
+            f"downloaded {target}, but no SHA-256 is pinned for {archive.url} in this version, "
+            f"so it is not converted unchecked. Its SHA-256 is {actual}: compare it with a copy "
+            f"you trust, then run `python -m recbole_awrsr.data download {dataset} "
+            f"--output-dir {output_dir} --sha256 {actual}` (the file is not fetched again).")
+    if actual != expected:
+        os.remove(target)
+        raise DownloadError(f"{archive.url} has SHA-256 {actual}, expected {expected}: the file "
+                            f"was deleted. {manual_steps(dataset, output_dir)}")
+    return convert(dataset, target, output_dir)
