@@ -1,19 +1,46 @@
-"""The squared 2-Wasserstein distance between diagonal Gaussians.
+"""Diagonal Gaussians: a positive variance map and the squared 2-Wasserstein distance.
 
-For N(mu1, diag(v1)) and N(mu2, diag(v2)) it is
+For N(mu1, diag(v1)) and N(mu2, diag(v2)) the distance is
 ``||mu1 - mu2||^2 + ||sqrt(v1) - sqrt(v2)||^2``. One module, used by STOSA's
 attention, loss and scoring and by the ``stochastic`` refinement.
+
+Numerical safety: the derivative of ``sqrt`` at 0 is infinite, and a variance
+can reach exactly 0 in float32 (``ELU(x) + 1`` for x below about -17, by
+cancellation). Both distances therefore take the square root of the variance
+clamped at :data:`VARIANCE_FLOOR`, whose gradient is zero below the floor instead of
+``inf * 0 = NaN``.
 """
 
 import torch
+
+#: smallest variance the distances (and :func:`positive_variance`) work with
+VARIANCE_FLOOR = 1e-12
+
+
+def positive_variance(x):
+    """ELU(x) + 1, computed without cancellation and floored: strictly positive.
+
+    ELU(x) + 1 is ``x + 1`` for x > 0 and ``exp(x)`` otherwise; written that way it
+    keeps its relative precision for very negative x (``exp(x) - 1 + 1`` rounds to 0
+    below x of about -17). The exponent is clamped at 0 so that the branch
+    ``torch.where`` discards cannot overflow and poison the gradient with
+    ``inf * 0``. Shape-preserving.
+    """
+    return torch.where(x > 0, x + 1.0, torch.exp(x.clamp_max(0.0))).clamp_min(VARIANCE_FLOOR)
+
+
+def _std(var):
+    """Standard deviations, with the variance floored so that the gradient stays finite."""
+    return var.clamp_min(VARIANCE_FLOOR).sqrt()
 
 
 def squared_wasserstein(mu1, var1, mu2, var2):
     """Distance between matching Gaussians, broadcasting over leading dims.
 
-    Shapes: all inputs (..., d) (broadcastable); returns (...).
+    Shapes: all inputs (..., d) (broadcastable); returns (...). Direct form
+    (differences first), so it is exact up to rounding and never negative.
     """
-    return (mu1 - mu2).pow(2).sum(-1) + (var1.sqrt() - var2.sqrt()).pow(2).sum(-1)
+    return (mu1 - mu2).pow(2).sum(-1) + (_std(var1) - _std(var2)).pow(2).sum(-1)
 
 
 def pairwise_squared_wasserstein(mu1, var1, mu2, var2):
@@ -24,9 +51,10 @@ def pairwise_squared_wasserstein(mu1, var1, mu2, var2):
     deviations, so no (n, m, d) tensor is built; rounding can make it slightly
     negative, hence the clamp at zero.
     """
-    std1, std2 = var1.sqrt(), var2.sqrt()
-    sq_norms1 = mu1.pow(2).sum(-1) + var1.sum(-1)  # |sigma|^2 = sum of variances
-    sq_norms2 = mu2.pow(2).sum(-1) + var2.sum(-1)
+    std1, std2 = _std(var1), _std(var2)
+    # |std|^2 from the same floored std, so that identical Gaussians cancel exactly
+    sq_norms1 = mu1.pow(2).sum(-1) + std1.pow(2).sum(-1)
+    sq_norms2 = mu2.pow(2).sum(-1) + std2.pow(2).sum(-1)
     cross = mu1 @ mu2.transpose(-1, -2) + std1 @ std2.transpose(-1, -2)
     dist = sq_norms1.unsqueeze(-1) + sq_norms2.unsqueeze(-2) - 2.0 * cross
     return dist.clamp_min(0.0)
