@@ -83,16 +83,18 @@ def sha256_of(path):
 def fetch(url, target, timeout=DEFAULT_TIMEOUT, opener=None):
     """Download ``url`` to ``target`` through a temporary file, so a broken transfer leaves nothing."""
     opener = opener or urllib.request.urlopen
-    folder = os.path.dirname(os.path.abspath(target))
-    os.makedirs(folder, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=".download.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as out, opener(url, timeout=timeout) as response:
-            shutil.copyfileobj(response, out, 1 << 20)
-        os.replace(temp, target)
-    except BaseException:
-        os.remove(temp)
-        raise
+    # connect first: without network nothing is created on disk
+    with opener(url, timeout=timeout) as response:
+        folder = os.path.dirname(os.path.abspath(target))
+        os.makedirs(folder, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=".download.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(response, out, 1 << 20)
+            os.replace(temp, target)
+        except BaseException:
+            os.remove(temp)
+            raise
 
 
 def download(dataset, output_dir="dataset_atomic", sha256=None, timeout=DEFAULT_TIMEOUT,

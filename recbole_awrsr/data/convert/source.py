@@ -118,6 +118,7 @@ def iter_lines(source, expected, encoding="utf-8", skip_blank=True):
                               number + 1 if number else None) from None
     finally:
         if progress is not None:
+            progress.update(number % PROGRESS_EVERY)  # the final count, shown when the bar closes
             progress.close()
     if data_lines == 0:
         raise ConversionError(source.name, "the file is empty (no data lines)", expected, 1)
@@ -134,8 +135,7 @@ def _progress(source):
         return None
     from tqdm import tqdm
 
-    return tqdm(desc=os.path.basename(source.name), unit=" lines", unit_scale=True,
-                file=sys.stderr, leave=False)
+    return tqdm(desc=os.path.basename(source.name), unit=" lines", file=sys.stderr)
 
 
 def parse_int(text, what, source, number, expected):
