@@ -164,6 +164,8 @@ BAD_INPUTS = [
     ("ml-1m", "ratings.dat", "1::1::5::yesterday\n", ["line 1", "Timestamp 'yesterday'"]),
     ("ml-1m", "ratings.dat", b"1::1::5::1\n1::\xff2::5::2\n", ["line 2", "not valid utf-8"]),
     ("ml-1m", "ratings.dat", "", ["ratings.dat", "line 1", "empty"]),
+    ("ml-1m", "ml-1m.zip", b"PK not really a zip", ["ml-1m.zip", "not a readable zip archive",
+                                                     "ml-1m.zip"]),
     ("ml-1m", "ratings.dat", "\n\n", ["line 1", "empty"]),
     ("beauty", "reviews_Beauty_5.json", '{"reviewerID": "A", "asin": "B", "overall": 5, '
      '"unixReviewTime": 1}\n{"reviewerID": "A", "asin"\n', ["reviews_Beauty_5.json", "line 2",

@@ -43,7 +43,8 @@ ARCHIVES = {
 MANUAL_SOURCES = {
     "anime": ("Kaggle's 'Anime Recommendations Database' "
               "(https://www.kaggle.com/datasets/CooperUnion/anime-recommendations-database, "
-              "needs a Kaggle login)", "the file rating.csv (and anime.csv, for the .item file)", "rating.csv"),
+              "needs a Kaggle login)",
+              "the file rating.csv (and anime.csv, for the .item file)", "rating.csv"),
     "pairs": ("the repository that published the pairs file", "the 'user item' file", "FILE"),
 }
 

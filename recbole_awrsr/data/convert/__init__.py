@@ -46,7 +46,7 @@ def check_dataset(dataset):
 
 def convert(dataset, input_path, output_dir="dataset_atomic", name=None, drop_unrated=False,
             input_format=None):
-    """Convert ``input_path`` for ``dataset`` into ``<output_dir>/<name>/`` (``name`` defaults to ``dataset``).
+    """Convert ``input_path`` for ``dataset`` into ``<output_dir>/<name>/`` (``name``: ``dataset``).
 
     ``drop_unrated`` (anime) drops -1 ratings; ``input_format`` (Amazon) forces
     ``ratings``, ``reviews`` or ``sequence`` instead of guessing from the file name.

@@ -1,4 +1,6 @@
-"""Amazon 2014 (McAuley et al.) per-category files: ``ratings_<Category>.csv`` and ``reviews_<Category>_5.json[.gz]``.
+"""Amazon 2014 (McAuley et al.) per-category files.
+
+``ratings_<Category>.csv`` and ``reviews_<Category>_5.json[.gz]`` are read here.
 
 The widely shared sequence file (``Beauty.txt``) is handled by :mod:`.sequence`;
 :func:`convert` picks the reader from the file name. Amazon ids are strings
