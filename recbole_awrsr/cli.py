@@ -56,10 +56,16 @@ def format_results(model, dataset, test_result, model_file=None, log_file=None):
 
 
 def run_main(argv):
+    from recbole_awrsr.errors import ConfigurationError
     from recbole_awrsr.quick_start import log_file_path, run
 
     model, dataset, config_files, config_dict, saved = parse_run_args(argv)
-    result, trainer = run(model, dataset, config_files, config_dict, saved=saved)
+    try:
+        result, trainer = run(model, dataset, config_files, config_dict, saved=saved)
+    except ConfigurationError as error:
+        # a mistake in the command, found before training: the message is the fix
+        print(f"error: {error}", file=sys.stderr)
+        return None
     print(format_results(model, dataset, result["test_result"],
                          trainer.saved_model_file if saved else None, log_file_path()))
     return result
@@ -72,8 +78,7 @@ def main(argv=None):
         return module.main(argv)
     if argv and argv[0] == "run":
         argv = argv[1:]
-    run_main(argv)
-    return 0
+    return 0 if run_main(argv) is not None else 2
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from pathlib import Path
 from recbole.config import Config as RecBoleConfig
 
 from recbole_awrsr.compat import NEG_SAMPLING_BY_LOSS
+from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.registry import get_model
 
 
@@ -19,7 +20,7 @@ def properties_dir():
     for candidate in (here / "properties", here.parent / "properties"):
         if (candidate / "overall.yaml").is_file():
             return candidate
-    raise FileNotFoundError(
+    raise MissingDatasetError(
         f"recbole_awrsr's properties/overall.yaml was found neither in {here / 'properties'} "
         f"nor in {here.parent / 'properties'}: reinstall the package (pip install .)."
     )
@@ -48,7 +49,7 @@ class Config(RecBoleConfig):
         if check is not None:
             check(self)
         if self["train_targets"] == "all" and not getattr(self.model_class, "handles_all_targets", False):
-            raise ValueError(
+            raise ConfigurationError(
                 f"train_targets: all needs a model that trains on every position; "
                 f"{self['model']} trains on the last one only. Drop train_targets, or use one "
                 f"of the plugin's models (SASRecAWR, STOSA, STOSAAWR)."

@@ -13,6 +13,7 @@ from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 
 from recbole_awrsr.compat import disable_anomaly_detection
+from recbole_awrsr.errors import ConfigurationError, MissingDatasetError
 
 
 def get_model(model_name):
@@ -25,7 +26,7 @@ def get_model(model_name):
         except (ValueError, ImportError) as error:
             # RecBole's search imports its optional-library models (lightgbm, xgboost)
             # on the way, so an unknown name can also surface as an ImportError
-            raise ValueError(
+            raise ConfigurationError(
                 f"Unknown model '{model_name}': it is neither a recbole_awrsr model "
                 f"({', '.join(ours.__all__)}) nor a RecBole model. Check the spelling "
                 f"(names are case-sensitive, e.g. SASRec, GRU4Rec, BERT4Rec). "
@@ -64,7 +65,7 @@ def check_atomic_files(config):
     if os.path.isfile(path):
         return
     name = config["dataset"]
-    raise FileNotFoundError(
+    raise MissingDatasetError(
         f"Dataset '{name}' has no atomic files: expected {path}. "
         f"Convert the raw files first, e.g. "
         f"`python -m recbole_awrsr.data convert {name} RAW_FILE --output-dir "

@@ -5,6 +5,7 @@ import torch
 
 from recbole_awrsr import Config, get_model, run_recbole_awrsr
 from recbole_awrsr.config import _parse_value, properties_dir
+from recbole_awrsr.errors import ConfigurationError, MissingDatasetError
 
 
 @pytest.mark.parametrize("model", ["SASRecAWR", "SASRec", "GRU4Rec"])
@@ -83,23 +84,23 @@ def test_sys_argv_is_not_read(monkeypatch):
     ({"loss_type": "MSE"}, "CE or BPR"),
 ])
 def test_bad_model_config_fails_in_config(overrides, fragment):
-    with pytest.raises(ValueError, match=fragment):
+    with pytest.raises(ConfigurationError, match=fragment):
         Config(model="SASRecAWR", dataset="ml-100k", config_dict=overrides)
 
 
 def test_all_targets_on_a_baseline_is_refused():
-    with pytest.raises(ValueError, match="trains on the last one only"):
+    with pytest.raises(ConfigurationError, match="trains on the last one only"):
         Config(model="SASRec", dataset="ml-100k", config_dict={"train_targets": "all"})
 
 
 def test_unknown_model_name_is_explained():
-    with pytest.raises(ValueError, match="neither a recbole_awrsr model"):
+    with pytest.raises(ConfigurationError, match="neither a recbole_awrsr model"):
         get_model("SASRecc")
 
 
 def test_missing_atomic_files_fail_before_training(tmp_path):
     checkpoints = tmp_path / "ckpt"
-    with pytest.raises(FileNotFoundError, match=r"recbole_awrsr.data convert nosuch"):
+    with pytest.raises(MissingDatasetError, match=r"recbole_awrsr.data convert nosuch"):
         run_recbole_awrsr("SASRecAWR", "nosuch", config_dict={
             "data_path": str(tmp_path / "atomic"), "checkpoint_dir": str(checkpoints)})
     assert not checkpoints.exists()
@@ -107,6 +108,6 @@ def test_missing_atomic_files_fail_before_training(tmp_path):
 
 def test_stochastic_fails_before_any_data_is_read(tmp_path):
     # the dataset does not exist either: the configuration error must come first
-    with pytest.raises(ValueError, match="STOSAAWR"):
+    with pytest.raises(ConfigurationError, match="STOSAAWR"):
         run_recbole_awrsr("SASRecAWR", "nosuch", config_dict={
             "data_path": str(tmp_path), "refine_mechanism": "stochastic"})

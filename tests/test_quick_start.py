@@ -89,11 +89,16 @@ def test_cli_argument_parsing():
         parse_run_args(["--epochs", "3"])  # keys need --key=value
 
 
-def test_console_script_and_script_fail_cleanly_on_bad_config(tmp_path):
+@pytest.mark.parametrize("args, fragment", [
+    (["--refine_mechanism=stochastic"], "use --model=STOSAAWR"),
+    (["--dataset=ml-1m", "--data_path=nowhere"], "python -m recbole_awrsr.data convert ml-1m"),
+])
+def test_console_script_and_script_fail_cleanly_on_bad_config(tmp_path, args, fragment):
     console_script = str(Path(sys.executable).parent / "recbole-awrsr")
     for command in ([console_script], [sys.executable, str(REPO_ROOT / "run_recbole_awrsr.py")]):
-        done = subprocess.run(command + ["--refine_mechanism=stochastic"], capture_output=True,
-                              text=True, cwd=tmp_path, timeout=120)
-        assert done.returncode != 0
-        assert "STOSAAWR" in done.stderr
+        done = subprocess.run(command + args, capture_output=True, text=True, cwd=tmp_path,
+                              timeout=120)
+        assert done.returncode == 2
+        assert fragment in done.stderr
+        assert "Traceback" not in done.stderr
         assert not (tmp_path / "saved").exists()

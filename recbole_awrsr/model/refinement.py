@@ -25,6 +25,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.model.wasserstein import pairwise_squared_wasserstein
 
 
@@ -154,21 +155,21 @@ def check_refinement_config(config, backbone):
     mechanism = config["refine_mechanism"]
     allowed = [name for name, cls in MECHANISMS.items() if backbone in cls.backbones]
     if mechanism not in MECHANISMS:
-        raise ValueError(
+        raise ConfigurationError(
             f"Unknown refine_mechanism '{mechanism}' for model {config['model']}: "
             f"use one of {', '.join(allowed)}."
         )
     if backbone not in MECHANISMS[mechanism].backbones:
-        raise ValueError(
+        raise ConfigurationError(
             f"refine_mechanism '{mechanism}' needs the stochastic backbone and does not apply to "
             f"model {config['model']}: use --model=STOSAAWR, or one of {', '.join(allowed)}."
         )
     if config["refine_input"] not in REFINE_INPUTS:
-        raise ValueError(
+        raise ConfigurationError(
             f"Unknown refine_input '{config['refine_input']}': use one of {', '.join(REFINE_INPUTS)}."
         )
     if not isinstance(config["refine_share_heads"], bool):
-        raise ValueError(
+        raise ConfigurationError(
             f"refine_share_heads must be true or false, got {config['refine_share_heads']!r}."
         )
 

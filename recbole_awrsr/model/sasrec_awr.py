@@ -6,6 +6,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.loss import BPRLoss
 from recbole.model.sequential_recommender.sasrec import SASRec
 
+from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.model.attention import RefinedTransformerEncoder
 from recbole_awrsr.model.refinement import (
     Refinement,
@@ -73,7 +74,7 @@ class SASRecAWR(SASRec):
         check_refinement_config(config, backbone="sasrec")
         check_train_targets(config)
         if config["loss_type"] not in LOSS_TYPES:
-            raise ValueError(
+            raise ConfigurationError(
                 f"Unknown loss_type '{config['loss_type']}' for {config['model']}: use CE or BPR."
             )
 

@@ -12,6 +12,8 @@ number of forward passes shrinks.
 
 import torch
 
+from recbole_awrsr.errors import ConfigurationError
+
 TRAIN_TARGETS = ("last", "all")
 
 
@@ -41,7 +43,7 @@ def check_train_targets(config):
     """Raise ValueError, with the fix, for an unknown ``train_targets`` value."""
     value = config["train_targets"]
     if value not in TRAIN_TARGETS:
-        raise ValueError(
+        raise ConfigurationError(
             f"Unknown train_targets '{value}' for model {config['model']}: use 'last' "
             f"(RecBole's one target per prefix) or 'all' (a target at every position)."
         )
