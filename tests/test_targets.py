@@ -36,6 +36,37 @@ def both(tiny_config_dict):
     return last, every
 
 
+def targets_of(model, data, uid):
+    """Counter of (user, target item) over every real position of every row."""
+    targets = next_item_targets(data[model.ITEM_SEQ], data[model.ITEM_SEQ_LEN], data[model.POS_ITEM_ID])
+    out = Counter()
+    for u, row in zip(data[uid].tolist(), targets.tolist()):
+        out.update((u, item) for item in row if item)
+    return out
+
+
+def test_short_windows_cover_every_target_once(tiny_config_dict):
+    window = 4  # tiny users have 4-12 training targets: up to three windows each
+    cfg = {**tiny_config_dict, "MAX_ITEM_LIST_LENGTH": window}
+    _, _, last_train, _, _ = build("SASRecAWR", config_dict=cfg, train_targets="last")
+    config, model, all_train, _, _ = build("SASRecAWR", config_dict=cfg, train_targets="all")
+    uid = config["USER_ID_FIELD"]
+    last_data, all_data = last_train.dataset.inter_feat, all_train.dataset.inter_feat
+    assert targets_of(model, all_data, uid) == Counter(
+        zip(last_data[uid].tolist(), last_data[model.POS_ITEM_ID].tolist()))
+    rows_per_user = Counter(all_data[uid].tolist())
+    targets_per_user = Counter(last_data[uid].tolist())
+    assert max(rows_per_user.values()) >= 3
+    for user, n_targets in targets_per_user.items():
+        assert rows_per_user[user] == -(-n_targets // window)  # ceil
+    # every kept row is one of RecBole's rows, unchanged (its window and target)
+    recbole_rows = {(u, tuple(seq), t) for u, seq, t in zip(
+        last_data[uid].tolist(), last_data[model.ITEM_SEQ].tolist(), last_data[model.POS_ITEM_ID].tolist())}
+    for u, seq, t in zip(all_data[uid].tolist(), all_data[model.ITEM_SEQ].tolist(),
+                         all_data[model.POS_ITEM_ID].tolist()):
+        assert (u, tuple(seq), t) in recbole_rows
+
+
 def test_one_row_per_user_and_exactly_the_training_targets(both):
     (_, _, last_train, _, _), (config, model, all_train, all_valid, all_test) = both
     data = all_train.dataset.inter_feat
