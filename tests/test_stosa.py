@@ -371,11 +371,13 @@ def test_defaults_are_the_reference_beauty_ones():
     config = Config(model="STOSAAWR", dataset="ml-100k")
     expected = {"hidden_size": 64, "n_layers": 1, "n_heads": 4, "hidden_dropout_prob": 0.3,
                 "attn_dropout_prob": 0.0, "pvn_weight": 0.005, "learning_rate": 1e-3,
-                "train_batch_size": 256, "loss_type": "BPR", "MAX_ITEM_LIST_LENGTH": 100,
+                "train_batch_size": 256, "loss_type": "BPR",
                 "stosa_propagate_mean": True}
     assert {key: config[key] for key in expected} == expected
     assert config["train_neg_sample_args"]["distribution"] == "uniform"
     assert config["train_neg_sample_args"]["sample_num"] == 1
+    # the window is the dataset's, the same for every model compared on it
+    assert config["MAX_ITEM_LIST_LENGTH"] == Config(model="SASRecAWR", dataset="ml-100k")["MAX_ITEM_LIST_LENGTH"]
 
 
 def test_all_targets_needs_no_recbole_negatives(tiny_config_dict):

@@ -47,14 +47,13 @@ def pairwise_squared_wasserstein(mu1, var1, mu2, var2):
     """Distance between every Gaussian of one set and every one of another.
 
     Shapes: ``mu1, var1`` (..., n, d), ``mu2, var2`` (..., m, d); returns (..., n, m).
-    Matrix form ``|a|^2 + |b|^2 - 2 a.b`` for the means and for the standard
-    deviations, so no (n, m, d) tensor is built; rounding can make it slightly
-    negative, hence the clamp at zero.
+    Matrix form ``|a|^2 + |b|^2 - 2 a.b`` with a = [mu1, sqrt(var1)] and
+    b = [mu2, sqrt(var2)] (one matrix product for both terms), so no (n, m, d)
+    tensor is built; rounding can make it slightly negative, hence the clamp at zero.
     """
-    std1, std2 = _std(var1), _std(var2)
-    # |std|^2 from the same floored std, so that identical Gaussians cancel exactly
-    sq_norms1 = mu1.pow(2).sum(-1) + std1.pow(2).sum(-1)
-    sq_norms2 = mu2.pow(2).sum(-1) + std2.pow(2).sum(-1)
-    cross = mu1 @ mu2.transpose(-1, -2) + std1 @ std2.transpose(-1, -2)
-    dist = sq_norms1.unsqueeze(-1) + sq_norms2.unsqueeze(-2) - 2.0 * cross
+    a = torch.cat([mu1, _std(var1)], dim=-1)
+    b = torch.cat([mu2, _std(var2)], dim=-1)
+    outer_sum = a.pow(2).sum(-1).unsqueeze(-1) + b.pow(2).sum(-1).unsqueeze(-2)
+    # in place on a fresh tensor: the (..., n, m) attention-sized buffers dominate the cost
+    dist = outer_sum.sub_(a @ b.transpose(-1, -2), alpha=2.0)
     return dist.clamp_min(0.0)

@@ -71,8 +71,9 @@ class WassersteinMultiHeadAttention(nn.Module):
         var_q, var_k, var_v = (self._heads(positive_variance(f(cov))) for f in
                                (self.cov_query, self.cov_key, self.cov_value))
 
-        logits = -pairwise_squared_wasserstein(mean_q, var_q, mean_k, var_k) / self.sqrt_head_size
-        scores = logits + attention_mask
+        # S + M = M - D / sqrt(d_h), in one pass over the (B, h, n, n) buffer
+        scores = torch.add(attention_mask, pairwise_squared_wasserstein(mean_q, var_q, mean_k, var_k),
+                           alpha=-1.0 / self.sqrt_head_size)
         # Blocked keys get the lowest float rather than only -10000 added: distances
         # are unbounded, and an allowed key's logit below -10000 must not lose to a
         # blocked one. Where nothing is extreme, this is softmax(S + M) to the bit.
