@@ -11,11 +11,14 @@ import sys
 DEFAULT_MODEL = "SASRecAWR"
 DEFAULT_DATASET = "ml-100k"
 
-#: subcommand -> module whose ``main(argv)`` handles it
+#: subcommand -> module whose ``main(argv)`` handles it (argv[0] is the subcommand)
 SUBCOMMANDS = {
     "convert": "recbole_awrsr.data.__main__",
     "download": "recbole_awrsr.data.__main__",
     "stats": "recbole_awrsr.data.__main__",
+    "tune": "recbole_awrsr.tune",
+    "compare": "recbole_awrsr.compare",
+    "analysis": "recbole_awrsr.analysis.__main__",
 }
 
 
