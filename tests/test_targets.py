@@ -37,34 +37,67 @@ def both(tiny_config_dict):
 
 
 def targets_of(model, data, uid):
-    """Counter of (user, target item) over every real position of every row."""
-    targets = next_item_targets(data[model.ITEM_SEQ], data[model.ITEM_SEQ_LEN], data[model.POS_ITEM_ID])
+    """Counter of (user, target item) over every trained position of every row."""
+    targets = next_item_targets(data[model.ITEM_SEQ], data[model.ITEM_SEQ_LEN], data[model.POS_ITEM_ID],
+                                model.train_stride)
     out = Counter()
     for u, row in zip(data[uid].tolist(), targets.tolist()):
         out.update((u, item) for item in row if item)
     return out
 
 
-def test_short_windows_cover_every_target_once(tiny_config_dict):
-    window = 4  # tiny users have 4-12 training targets: up to three windows each
-    cfg = {**tiny_config_dict, "MAX_ITEM_LIST_LENGTH": window}
+@pytest.mark.parametrize("stride", [1, 2, 3, 4, None])
+def test_kept_rows_cover_every_target_once(tiny_config_dict, stride):
+    window = 4  # tiny users have 4-12 training targets: several windows each
+    cfg = {**tiny_config_dict, "MAX_ITEM_LIST_LENGTH": window, "train_stride": stride}
     _, _, last_train, _, _ = build("SASRecAWR", config_dict=cfg, train_targets="last")
     config, model, all_train, _, _ = build("SASRecAWR", config_dict=cfg, train_targets="all")
+    step = stride or window
     uid = config["USER_ID_FIELD"]
     last_data, all_data = last_train.dataset.inter_feat, all_train.dataset.inter_feat
     assert targets_of(model, all_data, uid) == Counter(
         zip(last_data[uid].tolist(), last_data[model.POS_ITEM_ID].tolist()))
     rows_per_user = Counter(all_data[uid].tolist())
-    targets_per_user = Counter(last_data[uid].tolist())
-    assert max(rows_per_user.values()) >= 3
-    for user, n_targets in targets_per_user.items():
-        assert rows_per_user[user] == -(-n_targets // window)  # ceil
+    for user, n_targets in Counter(last_data[uid].tolist()).items():
+        assert rows_per_user[user] == -(-n_targets // step)  # ceil
     # every kept row is one of RecBole's rows, unchanged (its window and target)
     recbole_rows = {(u, tuple(seq), t) for u, seq, t in zip(
         last_data[uid].tolist(), last_data[model.ITEM_SEQ].tolist(), last_data[model.POS_ITEM_ID].tolist())}
     for u, seq, t in zip(all_data[uid].tolist(), all_data[model.ITEM_SEQ].tolist(),
                          all_data[model.POS_ITEM_ID].tolist()):
         assert (u, tuple(seq), t) in recbole_rows
+    # each trained target sees at least window - stride + 1 items, or its whole history
+    lengths = all_data[model.ITEM_SEQ_LEN]
+    targets = next_item_targets(all_data[model.ITEM_SEQ], lengths, all_data[model.POS_ITEM_ID], model.train_stride)
+    positions = torch.arange(window).expand_as(targets)
+    context = positions + 1  # items up to and including position k
+    trained = targets > 0
+    full_history = lengths.unsqueeze(1) < window
+    assert torch.all((context >= window - step + 1) | full_history | ~trained)
+
+
+def test_stride_one_is_recbole_training_exactly(tiny_config_dict):
+    cfg = {**tiny_config_dict, "MAX_ITEM_LIST_LENGTH": 4, "hidden_dropout_prob": 0.0, "attn_dropout_prob": 0.0}
+    _, _, last_train, _, _ = build("SASRecAWR", config_dict=cfg, train_targets="last")
+    _, model, all_train, _, _ = build("SASRecAWR", config_dict=cfg, train_targets="all", train_stride=1)
+    last_data, all_data = last_train.dataset.inter_feat, all_train.dataset.inter_feat
+    assert len(last_data) == len(all_data)
+    model.eval()
+    with torch.no_grad():
+        loss_all = model.calculate_loss(all_data)
+        model.train_targets = "last"
+        loss_last = model.calculate_loss(last_data)
+    assert torch.allclose(loss_all, loss_last, atol=1e-5)
+
+
+@pytest.mark.parametrize("stride", [0, 9, 2.5, "half"])
+def test_bad_stride_is_refused(stride):
+    from recbole_awrsr import Config
+    from recbole_awrsr.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="train_stride must be an integer from 1"):
+        Config(model="SASRecAWR", dataset="ml-100k", config_dict={"MAX_ITEM_LIST_LENGTH": 8,
+                                                                  "train_stride": stride})
 
 
 def test_one_row_per_user_and_exactly_the_training_targets(both):
@@ -98,7 +131,7 @@ def test_window_plus_valid_and_test_is_the_whole_history(both, tiny_root):
         assert expected == full[user]
         # the first item is input only; valid and test items are never targets
         row_targets = next_item_targets(data[model.ITEM_SEQ][i:i + 1], data[model.ITEM_SEQ_LEN][i:i + 1],
-                                        data[model.POS_ITEM_ID][i:i + 1])[0, :length].tolist()
+                                        data[model.POS_ITEM_ID][i:i + 1], model.train_stride)[0, :length].tolist()
         assert row_targets == window[1:]
         checked += 1
     assert checked > 10
@@ -127,6 +160,8 @@ def test_next_item_targets_by_hand():
     seq = torch.tensor([[5, 6, 7, 0], [9, 0, 0, 0]])
     targets = next_item_targets(seq, torch.tensor([3, 1]), torch.tensor([8, 4]))
     assert targets.tolist() == [[6, 7, 8, 0], [4, 0, 0, 0]]
+    strided = next_item_targets(seq, torch.tensor([3, 1]), torch.tensor([8, 4]), stride=2)
+    assert strided.tolist() == [[0, 7, 8, 0], [4, 0, 0, 0]]
 
 
 def test_negatives_avoid_the_target_and_cover_the_others():

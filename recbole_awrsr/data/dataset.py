@@ -3,20 +3,21 @@
 import numpy as np
 from recbole.data.dataset import SequentialDataset
 
+from recbole_awrsr.model.targets import train_stride
+
 
 class AllTargetsSequentialDataset(SequentialDataset):
-    """RecBole's sequential dataset whose training split has a few rows per user, not one per prefix.
+    """RecBole's sequential dataset whose training split keeps every s-th row of a user.
 
     RecBole turns every prefix of a user's history into its own training row. A
-    row's window ``item_id_list`` (up to ``MAX_ITEM_LIST_LENGTH`` = n items) plus its
-    target holds n targets at once, so for ``train_targets: all`` only every n-th
-    row is kept, counted back from the user's last training row: the windows then
-    cover each training target exactly once. The most recent targets and every
-    target of a user's first n items see exactly RecBole's context; in an older
-    window the first targets see fewer than n earlier items (at least one). The
-    original SASRec and STOSA code keep the last window only and lose the older
-    targets; on ml-100k (about 100 ratings per user, n = 50) that is half of them.
-    Validation and test rows are RecBole's, untouched.
+    row's window (up to n = ``MAX_ITEM_LIST_LENGTH`` items) plus its target holds up
+    to n targets, so for ``train_targets: all`` only every s-th row is kept
+    (s = ``train_stride``, default n), counted back from the user's last training
+    row, and the model trains the last s positions of each kept row
+    (:func:`recbole_awrsr.model.targets.next_item_targets`). Together the kept rows
+    cover each training target exactly once; a target sees at least n - s + 1
+    earlier items (all of them when its history is shorter), and s = 1 keeps
+    RecBole's rows exactly. Validation and test rows are RecBole's, untouched.
     """
 
     def build(self):
@@ -24,12 +25,12 @@ class AllTargetsSequentialDataset(SequentialDataset):
         train = datasets[0]
         users = train.inter_feat[train.uid_field].numpy()
         # RecBole keeps each user's rows contiguous and in time order: number them
-        # from the user's last row backwards and keep every n-th
+        # from the user's last row backwards and keep every s-th
         rows = np.arange(len(users))
         is_last = np.append(users[1:] != users[:-1], True)
         group_end = np.minimum.accumulate(np.where(is_last, rows, len(users))[::-1])[::-1]
         from_end = group_end - rows
-        keep = np.flatnonzero(from_end % self.max_item_list_len == 0)
+        keep = np.flatnonzero(from_end % train_stride(self.config) == 0)
         datasets[0] = train.copy(train.inter_feat[keep])
         return datasets
 

@@ -13,7 +13,12 @@ from recbole_awrsr.model.refinement import (
     build_refinement,
     check_refinement_config,
 )
-from recbole_awrsr.model.targets import check_train_targets, next_item_targets, sample_negatives
+from recbole_awrsr.model.targets import (
+    check_train_targets,
+    next_item_targets,
+    sample_negatives,
+    train_stride,
+)
 
 LOSS_TYPES = ("CE", "BPR")
 
@@ -28,7 +33,8 @@ class SASRecAWR(SASRec):
     Config keys (besides SASRec's): ``refine_mechanism`` (none | simple | value |
     additive), ``refine_share_heads``, ``refine_input`` (probs | scores),
     ``train_targets`` (last: RecBole's one target per prefix row; all: a target at
-    every position of each user's window, see :mod:`recbole_awrsr.model.targets`).
+    every position of each user's windows, see :mod:`recbole_awrsr.model.targets`),
+    ``train_stride``.
     """
 
     handles_all_targets = True
@@ -49,6 +55,7 @@ class SASRecAWR(SASRec):
         self.loss_type = config["loss_type"]
         self.refine_mechanism = config["refine_mechanism"]
         self.train_targets = config["train_targets"]
+        self.train_stride = train_stride(config)
 
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
         self.position_embedding = nn.Embedding(self.max_seq_length, self.hidden_size)
@@ -102,7 +109,7 @@ class SASRecAWR(SASRec):
             return super().calculate_loss(interaction)
         item_seq = interaction[self.ITEM_SEQ]
         targets = next_item_targets(item_seq, interaction[self.ITEM_SEQ_LEN],
-                                    interaction[self.POS_ITEM_ID])
+                                    interaction[self.POS_ITEM_ID], self.train_stride)
         real = targets > 0
         # only real positions are scored: padding costs no logits
         hidden = self.encode(item_seq)[real]  # (T, d)

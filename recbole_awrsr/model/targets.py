@@ -2,12 +2,16 @@
 
 RecBole's sequential data gives, per training row, a window of items
 ``item_seq`` (B, n), its length (B,) and the next item ``pos_items`` (B,).
-With ``train_targets: all`` the plugin's dataset keeps one such row per user (the
-user's last training window); the target of position k is then the item at k+1,
-and the target of the last real position is ``pos_items``. Because every model
-here is prefix-consistent, the output at position k is exactly the output RecBole
-would compute for the prefix ending at k, so the objective is unchanged: only the
-number of forward passes shrinks.
+With ``train_targets: all`` the plugin's dataset keeps every s-th of a user's rows
+(s = ``train_stride``, counted back from the last; see
+:class:`recbole_awrsr.data.dataset.AllTargetsSequentialDataset`); in a row, the
+target of position k is the item at k+1 and the target of the last real position
+is ``pos_items``, and the row trains its last s real positions (the earlier ones
+belong to an earlier row). Every model here is prefix-consistent, so the output
+at a position is exactly what RecBole computes for the prefix ending there in the
+same window: with s = 1 this *is* RecBole's training; a larger s trains s targets
+per forward pass, each with a context of at least n - s + 1 items (or its whole
+history, when shorter).
 """
 
 import torch
@@ -17,13 +21,24 @@ from recbole_awrsr.errors import ConfigurationError
 TRAIN_TARGETS = ("last", "all")
 
 
-def next_item_targets(item_seq, item_seq_len, pos_items):
-    """Target item of every position: (B, n), (B,), (B,) -> (B, n), 0 at padding."""
+def next_item_targets(item_seq, item_seq_len, pos_items, stride=None):
+    """Target item of every trained position: (B, n), (B,), (B,) -> (B, n), 0 elsewhere.
+
+    With ``stride`` s, only the last s real positions of each row keep a target.
+    """
     targets = torch.zeros_like(item_seq)
     targets[:, :-1] = item_seq[:, 1:]
     rows = torch.arange(item_seq.size(0), device=item_seq.device)
     targets[rows, item_seq_len - 1] = pos_items
+    if stride is not None:
+        positions = torch.arange(item_seq.size(1), device=item_seq.device)
+        targets = targets.masked_fill(positions < (item_seq_len - stride).unsqueeze(1), 0)
     return targets
+
+
+def train_stride(config):
+    """The rows-per-window stride s of ``train_targets: all`` (``train_stride``, default n)."""
+    return config["train_stride"] or config["MAX_ITEM_LIST_LENGTH"]
 
 
 def sample_negatives(targets, n_items, generator=None):
@@ -40,10 +55,17 @@ def sample_negatives(targets, n_items, generator=None):
 
 
 def check_train_targets(config):
-    """Raise ValueError, with the fix, for an unknown ``train_targets`` value."""
+    """Raise ConfigurationError, with the fix, for bad ``train_targets`` / ``train_stride`` values."""
     value = config["train_targets"]
     if value not in TRAIN_TARGETS:
         raise ConfigurationError(
             f"Unknown train_targets '{value}' for model {config['model']}: use 'last' "
             f"(RecBole's one target per prefix) or 'all' (a target at every position)."
+        )
+    stride, length = config["train_stride"], config["MAX_ITEM_LIST_LENGTH"]
+    if stride is not None and (not isinstance(stride, int) or isinstance(stride, bool)
+                               or not 1 <= stride <= length):
+        raise ConfigurationError(
+            f"train_stride must be an integer from 1 to MAX_ITEM_LIST_LENGTH ({length}), "
+            f"got {stride!r}: 1 trains exactly RecBole's rows, {length} one row per window."
         )
