@@ -1,7 +1,8 @@
 """Command line: ``recbole-awrsr`` and ``run_recbole_awrsr.py``.
 
 ``recbole-awrsr [run] --model=M --dataset=D [--config_files="a.yaml b.yaml"] [--key=value ...]``
-trains and tests one model. Other subcommands are listed in :data:`SUBCOMMANDS`.
+trains and tests one model; ``--nproc``, ``--world_size``, ``--ip``, ``--port`` and
+``--group_offset`` (RecBole's distributed options) train it with several processes. Other subcommands are listed in :data:`SUBCOMMANDS`.
 """
 
 import argparse
@@ -48,6 +49,28 @@ def parse_run_args(argv):
     return args.model, args.dataset, config_files, config_dict, args.saved
 
 
+def parse_distributed_args(argv):
+    """Take RecBole's distributed options out of ``argv``: ``(options, rest of argv)``.
+
+    ``--nproc`` processes on this machine, ``--world_size`` processes in all (default
+    nproc), ``--ip``/``--port`` of the machine with rank 0, ``--group_offset`` the rank
+    of this machine's first process. ``options`` is empty when none was given.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--nproc", type=int, default=None)
+    parser.add_argument("--world_size", type=int, default=None)
+    parser.add_argument("--ip", default=None)
+    parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--group_offset", type=int, default=None)
+    args, rest = parser.parse_known_args(argv)
+    options = {key: value for key, value in vars(args).items() if value is not None}
+    return options, rest
+
+
+DISTRIBUTED_DEFAULTS = {"nproc": 1, "world_size": -1, "ip": "localhost", "port": 5678,
+                        "group_offset": 0}
+
+
 def format_results(model, dataset, test_result, model_file=None, log_file=None):
     """One readable table of test metrics, plus where the checkpoint and log went."""
     width = max(len(name) for name in test_result) if test_result else 6
@@ -62,8 +85,17 @@ def run_main(argv):
     from recbole_awrsr.errors import ConfigurationError
     from recbole_awrsr.quick_start import log_file_path, run
 
+    distributed, argv = parse_distributed_args(argv)
     model, dataset, config_files, config_dict, saved = parse_run_args(argv)
     try:
+        if distributed:
+            from recbole_awrsr.quick_start import run_distributed
+
+            result = run_distributed(model, dataset, config_files, config_dict, saved=saved,
+                                     **{**DISTRIBUTED_DEFAULTS, **distributed})
+            if result is not None:
+                print(format_results(model, dataset, result["test_result"]))
+            return result
         result, trainer = run(model, dataset, config_files, config_dict, saved=saved)
     except ConfigurationError as error:
         # a mistake in the command, found before training: the message is the fix

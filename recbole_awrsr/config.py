@@ -1,6 +1,7 @@
 """The plugin's ``Config``: RecBole's, with our ``properties/`` overlaid after RecBole's."""
 
 import ast
+import os
 from pathlib import Path
 
 from recbole.config import Config as RecBoleConfig
@@ -58,6 +59,15 @@ class Config(RecBoleConfig):
     def _load_cmd_line(self):
         return {}
 
+    def _init_device(self):
+        # RecBole 1.2.1 always joins a distributed run with the NCCL backend and a CUDA
+        # device, so multi-process training is impossible on CPU. Single-process runs are
+        # RecBole's; a distributed run (``local_rank`` set) picks the backend from the device.
+        if "local_rank" not in self.final_config_dict:
+            return super()._init_device()
+        init_distributed(self.final_config_dict)
+        return None
+
     def _convert_config_dict(self, config_dict):
         # RecBole converts strings with eval() inside its own method, so a value
         # that names one of its local variables (e.g. "value") comes back as that
@@ -99,6 +109,52 @@ class Config(RecBoleConfig):
             negatives = NEG_SAMPLING_BY_LOSS[loss_type]
             final["train_neg_sample_args"] = dict(negatives) if negatives else None
         return final
+
+
+def init_distributed(final):
+    """Join the process group a distributed run describes, on the device it can use.
+
+    ``final`` is the config dict holding RecBole's distributed keys (``local_rank``,
+    ``offset``, ``world_size``, ``ip``, ``port``, ``nproc``, ``gpu_id``). With CUDA
+    available and GPUs listed in ``gpu_id``, each process takes GPU ``local_rank`` and
+    NCCL (RecBole's behaviour); otherwise every process runs on the CPU with gloo.
+    ``dist_backend`` overrides the backend.
+    """
+    import torch
+    import torch.distributed as dist
+
+    gpu_id = final["gpu_id"]
+    gpu_id = ",".join(map(str, gpu_id)) if isinstance(gpu_id, (tuple, list)) else str(gpu_id)
+    final["gpu_id"] = gpu_id
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpu_id
+    gpus = [g for g in gpu_id.split(",") if g.strip()]
+    on_gpu = bool(gpus) and final.get("use_gpu", True) and torch.cuda.is_available()
+    local_rank = final["local_rank"]
+    if on_gpu and len(gpus) < final["nproc"]:
+        raise ConfigurationError(
+            f"nproc={final['nproc']} processes need as many GPUs, but gpu_id lists "
+            f"{len(gpus)} ('{gpu_id}'): set gpu_id='0,1,...' or lower nproc."
+        )
+    backend = final.get("dist_backend") or ("nccl" if on_gpu else "gloo")
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend=backend,
+            rank=local_rank + final.get("offset", 0),
+            world_size=final["world_size"],
+            init_method=f"tcp://{final['ip']}:{final['port']}",
+        )
+    if on_gpu:
+        torch.cuda.set_device(local_rank)
+        final["device"] = torch.device("cuda", local_rank)
+    else:
+        final["device"] = torch.device("cpu")
+    final["dist_backend"] = backend
+    final["single_spec"] = False
+    if local_rank != 0:
+        # only the first process logs and shows progress, as in RecBole
+        final["state"] = "error"
+        final["show_progress"] = False
+        final["verbose"] = False
 
 
 def _parse_value(text):

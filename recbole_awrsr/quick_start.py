@@ -42,10 +42,12 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved
     logger.info(net)
     disable_anomaly_detection()
 
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    trainer = build_trainer(config, net)
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
+    if not config["single_spec"]:
+        share_checkpoint_name(trainer)
     test_result = trainer.evaluate(
         test_data, load_best_model=saved, show_progress=config["show_progress"]
     )
@@ -60,6 +62,42 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved
     return result, trainer
 
 
+def build_trainer(config, net):
+    """The trainer for ``net`` (the plugin's trainer classes), also for a distributed run on CPU.
+
+    RecBole's trainer wraps the model in ``DistributedDataParallel`` with
+    ``device_ids=[local_rank]``, which torch refuses for a CPU model; on CPU the
+    wrapper is built here without device ids instead.
+    """
+    import torch
+
+    trainer_class = get_trainer(config["MODEL_TYPE"], config["model"])
+    if config["single_spec"] or config["device"].type != "cpu":
+        return trainer_class(config, net)
+    config["single_spec"] = True  # RecBole's constructor skips its GPU-only wrapper
+    try:
+        trainer = trainer_class(config, net)
+    finally:
+        config["single_spec"] = False
+    trainer.distributed_model = torch.nn.parallel.DistributedDataParallel(trainer.model)
+    return trainer
+
+
+def share_checkpoint_name(trainer):
+    """Make every process test the checkpoint the first process wrote.
+
+    Each process names its checkpoint after its own clock (one-second resolution),
+    but only the first one writes it; the barrier also keeps the others from reading
+    it before it is complete.
+    """
+    import torch.distributed as dist
+
+    name = [trainer.saved_model_file]
+    dist.broadcast_object_list(name, src=0)
+    trainer.saved_model_file = name[0]
+    dist.barrier()
+
+
 def run_recbole_awrsr(model=None, dataset=None, config_file_list=None, config_dict=None,
                       saved=True):
     """Like RecBole's ``run_recbole``, with the plugin's models, config and fixes.
@@ -68,6 +106,60 @@ def run_recbole_awrsr(model=None, dataset=None, config_file_list=None, config_di
     """
     result, _ = run(model, dataset, config_file_list, config_dict, saved)
     return result
+
+
+def run_distributed(model=None, dataset=None, config_file_list=None, config_dict=None,
+                    saved=True, nproc=1, world_size=-1, ip="localhost", port=5678,
+                    group_offset=0):
+    """Train with ``nproc`` processes on this machine (one rank each), as RecBole's ``run``.
+
+    ``world_size`` counts the processes of all machines (default ``nproc``); each
+    machine starts its own ``nproc`` with ``group_offset`` = the rank of its first
+    process and the same ``ip``/``port`` (those of the machine with rank 0). On GPUs
+    the backend is NCCL, one GPU per process; on CPU it is gloo (see
+    :func:`recbole_awrsr.config.init_distributed`). With one process and no world
+    size this is :func:`run_recbole_awrsr`. Returns the first process's result dict
+    (``None`` on machines that do not hold rank 0).
+    """
+    if nproc == 1 and world_size <= 0:
+        return run_recbole_awrsr(model, dataset, config_file_list, config_dict, saved)
+    import os
+
+    import torch.multiprocessing as mp
+
+    # Checked once here, so that a configuration mistake fails before any process starts.
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list,
+                    config_dict=dict(config_dict or {}))
+    # RecBole makes these folders with check-then-create, which races between processes.
+    os.makedirs(os.path.join("log", str(config["model"])), exist_ok=True)
+    os.makedirs(config["checkpoint_dir"], exist_ok=True)
+    distributed = {
+        "world_size": nproc if world_size == -1 else world_size,
+        "ip": ip,
+        "port": int(port),
+        "nproc": nproc,
+        "offset": group_offset,
+    }
+    context = mp.get_context("spawn")
+    queue = context.SimpleQueue()
+    mp.spawn(
+        _distributed_worker,
+        args=(model, dataset, config_file_list, {**(config_dict or {}), **distributed}, saved, queue),
+        nprocs=nproc,
+        join=True,
+    )
+    return None if queue.empty() else queue.get()
+
+
+def _distributed_worker(local_rank, model, dataset, config_file_list, config_dict, saved, queue):
+    """One process of :func:`run_distributed`; rank 0 puts the result in ``queue``."""
+    import torch.distributed as dist
+
+    result, _ = run(model, dataset, config_file_list, {**config_dict, "local_rank": local_rank}, saved)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    if local_rank == 0:
+        queue.put(result)
 
 
 def load_data_and_model(model_file):
