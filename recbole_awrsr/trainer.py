@@ -1,10 +1,17 @@
-"""Trainers: RecBole's, with checkpoint loading that works on torch >= 2.6 and a time budget."""
+"""Trainers: RecBole's, with checkpoint loading that works on torch >= 2.6, a time budget
+and a per-epoch training history."""
 
 import functools
 import time
 
 from recbole.trainer import Trainer
 
+from recbole_awrsr.analysis.history import (
+    GradientNormMeter,
+    TrainingHistory,
+    history_path,
+    model_label,
+)
 from recbole_awrsr.compat import trusted_checkpoint_loading
 
 
@@ -21,10 +28,26 @@ class PluginTrainerMixin:
     * ``train_time_budget`` (seconds, default none): no new epoch starts after it;
       the best checkpoint so far is kept and tested, as after early stopping. It
       lets different models be compared at the same wall-clock.
+    * ``save_history`` (default true): after every epoch, the training history
+      (training loss, global gradient norm, epoch time, validation metrics) is
+      rewritten to ``<checkpoint stem>.history.csv`` in ``checkpoint_dir``, see
+      :mod:`recbole_awrsr.analysis.history`. The gradient norm is the L2 norm of all
+      parameters' gradients together, taken at every optimizer step; the CSV's
+      ``grad_norm`` is its **mean over the epoch's steps** (``grad_norm_last``: the
+      last step's). Recording only reads gradients and clocks: no metric changes.
     """
+
+    def _history_enabled(self):
+        # an unset key means the default: on
+        return self.config["save_history"] is not False
 
     def fit(self, train_data, valid_data=None, *args, **kwargs):
         self._fit_started = time.monotonic()
+        self._history = None
+        if self._history_enabled():
+            self._history = TrainingHistory(history_path(self.saved_model_file),
+                                            model_label(self.config))
+            self._history.keep_earlier(self.start_epoch)
         try:
             return super().fit(train_data, valid_data, *args, **kwargs)
         except TimeBudgetExhausted as stop:
@@ -41,7 +64,27 @@ class PluginTrainerMixin:
                     f"train_time_budget of {budget}s used up after {epoch_idx} epochs "
                     f"({elapsed:.0f}s): stopping, the best epoch so far is kept."
                 )
-        return super()._train_epoch(train_data, epoch_idx, *args, **kwargs)
+        history = getattr(self, "_history", None)
+        optimizer = getattr(self, "optimizer", None)
+        if history is None or optimizer is None:
+            return super()._train_epoch(train_data, epoch_idx, *args, **kwargs)
+        meter = GradientNormMeter(self.model.parameters())
+        handle = meter.attach(optimizer)
+        started = time.monotonic()
+        try:
+            train_loss = super()._train_epoch(train_data, epoch_idx, *args, **kwargs)
+        finally:
+            handle.remove()
+        history.add_epoch(epoch_idx, train_loss, meter, time.monotonic() - started)
+        return train_loss
+
+    def _valid_epoch(self, valid_data, *args, **kwargs):
+        started = time.monotonic()
+        valid_score, valid_result = super()._valid_epoch(valid_data, *args, **kwargs)
+        history = getattr(self, "_history", None)
+        if history is not None:
+            history.add_validation(valid_score, valid_result, time.monotonic() - started)
+        return valid_score, valid_result
 
     def evaluate(self, *args, **kwargs):
         with trusted_checkpoint_loading():
