@@ -8,6 +8,7 @@ from recbole.data.interaction import Interaction
 
 from conftest import MAX_LEN, build, random_sequences
 from recbole_awrsr import Config, run_recbole_awrsr
+from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.model.targets import next_item_targets, sample_negatives
 
 MECHANISMS = ["none", "simple", "value", "additive", "stochastic"]
@@ -355,7 +356,8 @@ def test_short_training_lowers_the_loss(stosa_config, mechanism):
     ("STOSA", {"pvn_weight": -0.1}, "pvn_weight"),
     ("STOSAAWR", {"pvn_weight": -1}, "pvn_weight"),
     ("STOSA", {"train_neg_sample_args": None}, "train_neg_sample_args"),
-    ("STOSAAWR", {"train_neg_sample_args": {"distribution": "none"}}, "train_neg_sample_args"),
+    ("STOSAAWR", {"train_neg_sample_args": {"distribution": None, "sample_num": 1}},
+     "train_neg_sample_args"),
     ("STOSA", {"loss_type": "CE"}, "loss_type: BPR"),
     ("STOSAAWR", {"refine_mechanism": "triple"}, "refine_mechanism"),
     ("STOSAAWR", {"train_targets": "some"}, "train_targets"),
@@ -363,7 +365,7 @@ def test_short_training_lowers_the_loss(stosa_config, mechanism):
     ("SASRecAWR", {"refine_mechanism": "stochastic"}, "STOSAAWR"),
 ])
 def test_bad_configs_fail_before_training(tiny_config_dict, model_name, overrides, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigurationError, match=message):
         Config(model=model_name, dataset="tiny", config_dict={**tiny_config_dict, **overrides})
 
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from recbole.model.abstract_recommender import SequentialRecommender
 
+from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.model.refinement import (
     NoRefinement,
     Refinement,
@@ -99,24 +100,24 @@ class STOSA(SequentialRecommender):
         pvn_weight = config["pvn_weight"]
         if (not isinstance(pvn_weight, numbers.Real) or isinstance(pvn_weight, bool)
                 or not pvn_weight >= 0):
-            raise ValueError(
+            raise ConfigurationError(
                 f"pvn_weight must be a number >= 0 for {model}, got {pvn_weight!r}: it weighs "
                 f"the hinge max(0, d(seq,pos) - d(pos,neg)); use 0 to switch it off."
             )
         if config["loss_type"] != "BPR":
-            raise ValueError(
+            raise ConfigurationError(
                 f"{model} trains with its BPR loss on Wasserstein distances only, got "
                 f"loss_type '{config['loss_type']}': set loss_type: BPR."
             )
         if not isinstance(config["stosa_propagate_mean"], bool):
-            raise ValueError(
+            raise ConfigurationError(
                 f"stosa_propagate_mean must be true or false, got {config['stosa_propagate_mean']!r}."
             )
         if config["train_targets"] is not None:
             check_train_targets(config)
         negatives = config["train_neg_sample_args"] or {}
         if _train_targets(config) == "last" and negatives.get("distribution") in (None, "none", "None"):
-            raise ValueError(
+            raise ConfigurationError(
                 f"{model} needs one sampled negative per training row with train_targets: last "
                 f"(its BPR loss compares the target with a negative), but train_neg_sample_args "
                 f"switches negative sampling off: {NEGATIVES_FIX}."
