@@ -1,0 +1,480 @@
+"""Hyperparameter search on Ray Tune for any model the plugin trains (ours or RecBole's).
+
+``recbole-awrsr tune --model=M --dataset=D --params_file=F [options] [--key=value ...]``
+(also ``python run_hyper.py ...``). The params file is RecBole's format, one
+parameter per line, so the same file serves RecBole's hyperopt tuner::
+
+    learning_rate loguniform -9.2 -4.6     # natural-log bounds: exp(-9.2) .. exp(-4.6)
+    hidden_size choice [32, 64, 128]
+    hidden_dropout_prob uniform 0.1 0.5
+    weight_decay quniform 0 0.001 0.0001   # low high q
+
+Every trial trains with the plugin's trainer and reports each epoch's validation
+metrics to Ray, so ASHA can stop weak trials early. At the end ``--out`` holds
+``trials.csv`` (every trial, failed ones included), ``best.yaml`` (the best
+configuration, accepted by ``--config_files``) and ``best_result.json`` (that
+configuration trained and tested once more, in the driver).
+"""
+
+import argparse
+import ast
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+from recbole_awrsr.errors import ConfigurationError
+
+#: distribution name -> number of numbers after it (choice takes one list instead)
+DISTRIBUTIONS = {"choice": None, "uniform": 2, "loguniform": 2, "quniform": 3}
+
+
+class ParamsFileError(ConfigurationError):
+    """A params-file line that cannot be read; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched key: ``kind`` is a :data:`DISTRIBUTIONS` name, ``args`` its values."""
+
+    name: str
+    kind: str
+    args: tuple
+
+
+def parse_params(text, source="<params>"):
+    """Read RecBole's params-file format into ``{name: Param}``.
+
+    Lines are ``name kind values``; blank lines and ``#`` comments are skipped.
+    ``loguniform`` bounds are natural logarithms, as in RecBole/hyperopt.
+    """
+    params = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
+        if not line:
+            continue
+
+        def fail(why, line=raw.strip(), number=number):
+            raise ParamsFileError(f"{source}:{number}: {why} (line: '{line}')")
+
+        parts = line.split(None, 2)
+        if len(parts) < 3:
+            fail("expected 'name kind values', e.g. 'learning_rate loguniform -9.2 -4.6'")
+        name, kind, values = parts
+        if kind not in DISTRIBUTIONS:
+            fail(f"unknown kind '{kind}': use one of {', '.join(DISTRIBUTIONS)}")
+        if name in params:
+            fail(f"'{name}' is already searched on an earlier line")
+        if kind == "choice":
+            try:
+                options = ast.literal_eval(values)
+            except (ValueError, SyntaxError):
+                fail("choice needs a Python list of literals, e.g. [32, 64]")
+            if not isinstance(options, (list, tuple)) or not options:
+                fail("choice needs a non-empty list, e.g. [32, 64]")
+            args = tuple(options)
+        else:
+            numbers = values.split()
+            if len(numbers) != DISTRIBUTIONS[kind]:
+                fail(f"{kind} needs {DISTRIBUTIONS[kind]} numbers "
+                     f"({'low high q' if kind == 'quniform' else 'low high'})")
+            try:
+                args = tuple(float(number) for number in numbers)
+            except ValueError:
+                fail(f"{kind} needs numbers, got '{values}'")
+            if args[0] >= args[1]:
+                fail(f"{kind} needs low < high, got {args[0]} and {args[1]}")
+            if kind == "quniform" and args[2] <= 0:
+                fail(f"quniform needs q > 0, got {args[2]}")
+        params[name] = Param(name, kind, args)
+    if not params:
+        raise ParamsFileError(f"{source}: no parameter to search (every line empty or a comment)")
+    return params
+
+
+def read_params_file(path):
+    """:func:`parse_params` of a file; a missing file is a :class:`ParamsFileError`."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as error:
+        raise ParamsFileError(f"cannot read params file {path}: {error.strerror}") from None
+    return parse_params(text, source=path)
+
+
+def search_space(params, grid=False):
+    """Ray Tune's search space for parsed params.
+
+    With ``grid`` every ``choice`` becomes a grid axis (each value tried, times
+    ``num_samples``), as in the paper's grid search; continuous kinds are sampled.
+    """
+    from ray import tune
+
+    space = {}
+    for name, param in params.items():
+        if param.kind == "choice":
+            values = list(param.args)
+            space[name] = tune.grid_search(values) if grid else tune.choice(values)
+        elif param.kind == "uniform":
+            space[name] = tune.uniform(*param.args)
+        elif param.kind == "loguniform":
+            low, high = param.args
+            space[name] = tune.loguniform(math.exp(low), math.exp(high))
+        else:
+            space[name] = tune.quniform(*param.args)
+    return space
+
+
+@dataclass(frozen=True)
+class Study:
+    """What every trial shares: model, dataset, absolute config files and fixed keys."""
+
+    model: str
+    dataset: str
+    config_files: tuple
+    config_dict: dict
+    checkpoint_root: str
+    threads: int
+
+
+def absolute_paths(config_dict):
+    """``config_dict`` with relative ``data_path``/``checkpoint_dir`` made absolute.
+
+    Ray runs each trial in its own working directory.
+    """
+    fixed = dict(config_dict)
+    for key in ("data_path", "checkpoint_dir"):
+        value = fixed.get(key)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            fixed[key] = os.path.abspath(value)
+    return fixed
+
+
+def _reporting_trainer(trainer_class):
+    """``trainer_class`` keeping the last validation result, for the per-epoch report."""
+
+    class Reporting(trainer_class):
+        def _valid_epoch(self, valid_data, show_progress=False):
+            score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
+            self.last_valid_result = result
+            return score, result
+
+    Reporting.__name__ = trainer_class.__name__
+    return Reporting
+
+
+def train_trial(search_config, study):
+    """Ray trainable: train one configuration, reporting every epoch's validation metrics.
+
+    Each trial writes its checkpoint in its own folder (RecBole names checkpoints by
+    the second, so parallel trials sharing one would overwrite each other).
+    """
+    import torch
+    from ray.air import session
+    from recbole.data import data_preparation
+    from recbole.utils import init_logger, init_seed
+
+    from recbole_awrsr.compat import disable_anomaly_detection
+    from recbole_awrsr.config import Config
+    from recbole_awrsr.registry import create_dataset, get_model, get_trainer
+
+    # Ray workers carry flags such as --node-ip-address; RecBole code that reads
+    # sys.argv must not see them (our Config already ignores it).
+    sys.argv = sys.argv[:1]
+    torch.set_num_threads(study.threads)
+    config_dict = {
+        **study.config_dict,
+        **search_config,
+        "checkpoint_dir": os.path.join(study.checkpoint_root, session.get_trial_id()),
+    }
+    config = Config(study.model, study.dataset, list(study.config_files), config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    data = create_dataset(config)
+    train_data, valid_data, _ = data_preparation(config, data)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    net = get_model(config["model"])(config, train_data.dataset).to(config["device"])
+    disable_anomaly_detection()
+    trainer = _reporting_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))(config, net)
+
+    def report(epoch, valid_score):
+        metrics = {f"valid_{key}": value for key, value in trainer.last_valid_result.items()}
+        session.report({"epoch": epoch, "valid_score": valid_score,
+                        "best_valid_score": trainer.best_valid_score, **metrics})
+
+    trainer.fit(train_data, valid_data, saved=False, show_progress=False, callback_fn=report)
+
+
+def trial_rows(analysis, params, mode):
+    """One dict per trial: status, searched values, best epoch's validation metrics, error."""
+    rows = []
+    for trial in analysis.trials:
+        row = {"trial_id": trial.trial_id, "status": trial.status}
+        row.update({name: trial.config.get(name) for name in params})
+        frame = analysis.trial_dataframes.get(trial.local_path)
+        if frame is None or frame.empty or "valid_score" not in frame:
+            row["epochs_reported"] = 0
+        else:
+            scores = frame["valid_score"]
+            target = scores.max() if mode == "max" else scores.min()
+            # RecBole's early stopping keeps the later of tied epochs; so does this row
+            best = scores.index[scores == target][-1]
+            row["epochs_reported"] = len(frame)
+            row["best_epoch"] = int(frame.loc[best, "epoch"])
+            row["valid_score"] = float(frame.loc[best, "valid_score"])
+            row.update({key: float(frame.loc[best, key])
+                        for key in frame.columns if key.startswith("valid_") and key != "valid_score"})
+        row["error"] = _first_error_line(trial)
+        rows.append(row)
+    return rows
+
+
+def _first_error_line(trial):
+    """The exception line of a failed trial's error file ('' when it did not fail)."""
+    path = trial.error_file
+    if not path or not os.path.isfile(path):
+        return ""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        lines = [line.strip() for line in handle if line.strip()]
+    # the last traceback line is "ExceptionType: message"
+    return lines[-1] if lines else ""
+
+
+def best_yaml_text(study, config_files_content, best_params, command):
+    """The best configuration as YAML: config files, then fixed keys, then searched values.
+
+    Model and dataset stay on the command line (the header says the rerun command);
+    per-trial paths are left out.
+    """
+    import yaml
+
+    merged = {**config_files_content, **study.config_dict, **best_params}
+    merged.pop("checkpoint_dir", None)
+    merged = {key: _plain(value) for key, value in merged.items()}
+    header = (f"# Best configuration found by recbole-awrsr tune for {study.model} on {study.dataset}.\n"
+              f"# Rerun it with:\n#   {command}\n")
+    return header + yaml.safe_dump(merged, sort_keys=False, default_flow_style=False)
+
+
+def _plain(value):
+    """numpy scalars and tuples as plain Python values, so that safe YAML can hold them."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        return value.item()
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def load_config_files(paths):
+    """The keys of RecBole YAML config files, later files winning (RecBole's loader)."""
+    import yaml
+    from recbole.config import Config as RecBoleConfig
+
+    loader = RecBoleConfig._build_yaml_loader(None)  # reads 1e-3 as a float, as RecBole does
+    merged = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            merged.update(yaml.load(handle.read(), Loader=loader) or {})
+    return merged
+
+
+def write_text_atomic(path, text):
+    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.remove(temp)
+    return path
+
+
+def parse_args(argv):
+    """Options of the ``tune`` subcommand, and the fixed ``--key=value`` config keys."""
+    parser = argparse.ArgumentParser(
+        prog="recbole-awrsr tune",
+        description="Search hyperparameters with Ray Tune; any further --key=value is a fixed config key.",
+    )
+    parser.add_argument("--model", "-m", required=True)
+    parser.add_argument("--dataset", "-d", required=True)
+    parser.add_argument("--params_file", "--params-file", required=True,
+                        help="RecBole params file: 'name choice [..]', 'uniform a b', "
+                        "'loguniform a b' (natural logs), 'quniform a b q'")
+    parser.add_argument("--config_files", "--config-files", default=None,
+                        help="space-separated YAML files, later ones win")
+    parser.add_argument("--scheduler", choices=("asha", "fifo"), default="asha")
+    parser.add_argument("--grace-period", type=int, default=5,
+                        help="ASHA: epochs every trial gets before it can be stopped (default 5)")
+    parser.add_argument("--search", choices=("random", "grid"), default="random",
+                        help="grid: every choice value is tried (times --num-samples)")
+    parser.add_argument("--num-samples", type=int, default=10)
+    parser.add_argument("--cpus-per-trial", type=float, default=1)
+    parser.add_argument("--gpus-per-trial", type=float, default=0)
+    parser.add_argument("--num-cpus", type=int, default=None,
+                        help="CPUs of the local Ray instance (default: all)")
+    parser.add_argument("--address", default=None,
+                        help="join this Ray cluster (e.g. 'auto' or 'host:6379') instead of a local one")
+    parser.add_argument("--out", default="tune_results", help="output folder (default tune_results)")
+    parser.add_argument("--no-test", dest="test_best", action="store_false",
+                        help="do not train and test the best configuration at the end")
+    args, extra = parser.parse_known_args(argv)
+    fixed = {}
+    for arg in extra:
+        key, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if not key or not sep:
+            parser.error(f"unrecognised argument '{arg}': config keys are given as --key=value")
+        fixed[key] = value
+    if args.num_samples < 1:
+        parser.error("--num-samples must be at least 1")
+    return args, fixed
+
+
+def tune_model(args, fixed):
+    """Run the search that :func:`parse_args` describes; returns a summary dict.
+
+    Joins a running Ray instance if there is one (tests keep one for several runs);
+    otherwise starts one (or connects to ``--address``) and shuts it down at the end.
+    """
+    import pandas as pd
+    import ray
+    from ray import tune
+
+    from recbole_awrsr.config import Config, _parse_value
+
+    out = os.path.abspath(args.out)
+    params = read_params_file(args.params_file)
+    config_files = tuple(os.path.abspath(path) for path in (args.config_files or "").split())
+    for path in config_files:
+        if not os.path.isfile(path):
+            raise ConfigurationError(f"config file not found: {path}")
+    # values as the Config will read them, so that paths can be made absolute and
+    # best.yaml holds numbers, not strings
+    fixed = absolute_paths({key: _parse_value(value) if isinstance(value, str) else value
+                            for key, value in fixed.items()})
+    # Checked here, with the searched keys at their first values, so that a
+    # mistake in the fixed keys fails before Ray starts.
+    probe = Config(args.model, args.dataset, list(config_files),
+                   {**fixed, **{name: p.args[0] for name, p in params.items()}})
+    mode = "max" if probe["valid_metric_bigger"] else "min"
+    epochs = probe["epochs"]
+
+    study = Study(args.model, args.dataset, config_files, fixed,
+                  os.path.join(out, "checkpoints"), max(1, int(args.cpus_per_trial)))
+    started_ray = False
+    temp_dir = None
+    if not ray.is_initialized():
+        if args.address:
+            ray.init(address=args.address)
+        else:
+            # Ray's socket paths must stay short (about 100 characters): not under $TMPDIR
+            temp_dir = tempfile.mkdtemp(prefix="rayawr", dir="/tmp" if os.path.isdir("/tmp") else None)
+            ray.init(num_cpus=args.num_cpus or os.cpu_count(), include_dashboard=False,
+                     _temp_dir=temp_dir, log_to_driver=False)
+        started_ray = True
+    try:
+        scheduler = None
+        if args.scheduler == "asha":
+            scheduler = tune.schedulers.ASHAScheduler(
+                time_attr="training_iteration", max_t=max(1, epochs),
+                grace_period=max(1, min(args.grace_period, epochs)), reduction_factor=2)
+        began = time.monotonic()
+        analysis = tune.run(
+            tune.with_parameters(train_trial, study=study),
+            config=search_space(params, grid=args.search == "grid"),
+            num_samples=args.num_samples,
+            scheduler=scheduler,
+            metric="valid_score",
+            mode=mode,
+            resources_per_trial={"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
+            storage_path=os.path.join(out, "ray"),
+            name="search",
+            raise_on_failed_trial=False,
+            verbose=1,
+        )
+        seconds = time.monotonic() - began
+    finally:
+        if started_ray:
+            ray.shutdown()
+            if temp_dir:
+                import shutil
+
+                shutil.rmtree(temp_dir, ignore_errors=True)
+
+    rows = trial_rows(analysis, params, mode)
+    trials = pd.DataFrame(rows)
+    for column in ("best_epoch",):
+        if column in trials:
+            trials[column] = trials[column].astype("Int64")  # failed trials leave it empty
+    write_text_atomic(os.path.join(out, "trials.csv"), trials.to_csv(index=False))
+    summary = {"out": out, "trials": len(rows), "seconds": seconds,
+               "failed": int((trials["status"] == "ERROR").sum())}
+    finished = trials.dropna(subset=["valid_score"]) if "valid_score" in trials else trials.iloc[0:0]
+    if finished.empty:
+        raise RuntimeError(f"every trial failed; see {os.path.join(out, 'trials.csv')} "
+                           f"and the error files under {os.path.join(out, 'ray')}")
+    best_row = finished.loc[finished["valid_score"].idxmax() if mode == "max"
+                            else finished["valid_score"].idxmin()]
+    best_params = {name: _plain(analysis_config(analysis, best_row["trial_id"])[name]) for name in params}
+    best_path = os.path.join(out, "best.yaml")
+    command = f"recbole-awrsr --model={args.model} --dataset={args.dataset} --config_files={best_path}"
+    write_text_atomic(best_path, best_yaml_text(study, load_config_files(config_files),
+                                                best_params, command))
+    summary.update(best_trial=best_row["trial_id"], best_valid_score=float(best_row["valid_score"]),
+                   best_params=best_params, best_yaml=best_path)
+    if args.test_best:
+        from recbole_awrsr.quick_start import run
+
+        result, _ = run(args.model, args.dataset, [best_path],
+                        {"checkpoint_dir": os.path.join(out, "best_checkpoint")}, saved=True)
+        summary["best_result"] = {
+            "best_valid_score": float(result["best_valid_score"]),
+            "best_valid_result": {k: float(v) for k, v in result["best_valid_result"].items()},
+            "test_result": {k: float(v) for k, v in result["test_result"].items()},
+        }
+    write_text_atomic(os.path.join(out, "best_result.json"), json.dumps(summary, indent=2))
+    return summary
+
+
+def analysis_config(analysis, trial_id):
+    """The sampled configuration of the trial called ``trial_id``."""
+    for trial in analysis.trials:
+        if trial.trial_id == trial_id:
+            return trial.config
+    raise KeyError(trial_id)
+
+
+def main(argv=None):
+    """Entry point of ``recbole-awrsr tune`` and ``run_hyper.py``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "tune":
+        argv = argv[1:]
+    args, fixed = parse_args(argv)
+    try:
+        summary = tune_model(args, fixed)
+    except ConfigurationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{summary['trials']} trials ({summary['failed']} failed) in {summary['seconds']:.0f}s; "
+          f"best {summary['best_trial']}: valid score {summary['best_valid_score']:.4f} "
+          f"with {summary['best_params']}")
+    if "best_result" in summary:
+        print(f"best configuration retrained: valid {summary['best_result']['best_valid_score']:.4f}, "
+              f"test {summary['best_result']['test_result']}")
+    print(f"trials: {os.path.join(summary['out'], 'trials.csv')}\nbest:   {summary['best_yaml']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Hyperparameter search: params-file parsing, search spaces, and one real Ray Tune run."""
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from recbole_awrsr.errors import ConfigurationError
+from recbole_awrsr.tune import Param, ParamsFileError, parse_params, read_params_file, search_space
+
+PARAMS = """\
+# every kind RecBole's format has
+learning_rate loguniform -9.2 -4.6
+hidden_size choice [32, 64]
+hidden_dropout_prob uniform 0.1 0.5   # trailing comment
+weight_decay quniform 0 0.001 0.0001
+
+max_len choice ['a', "b"]
+"""
+
+
+def test_each_distribution_kind_is_parsed():
+    params = parse_params(PARAMS)
+    assert params == {
+        "learning_rate": Param("learning_rate", "loguniform", (-9.2, -4.6)),
+        "hidden_size": Param("hidden_size", "choice", (32, 64)),
+        "hidden_dropout_prob": Param("hidden_dropout_prob", "uniform", (0.1, 0.5)),
+        "weight_decay": Param("weight_decay", "quniform", (0.0, 0.001, 0.0001)),
+        "max_len": Param("max_len", "choice", ("a", "b")),
+    }
+
+
+def test_search_space_matches_recboles_meaning():
+    from ray.tune.search.sample import Categorical, Float
+
+    space = search_space(parse_params(PARAMS))
+    assert isinstance(space["hidden_size"], Categorical)
+    assert space["hidden_size"].categories == [32, 64]
+    # loguniform bounds are natural logs in RecBole/hyperopt; Ray takes the values
+    lr = space["learning_rate"]
+    assert isinstance(lr, Float)
+    assert lr.lower == pytest.approx(math.exp(-9.2)) and lr.upper == pytest.approx(math.exp(-4.6))
+    samples = [lr.sample() for _ in range(200)]
+    assert all(math.exp(-9.2) <= value <= math.exp(-4.6) for value in samples)
+    assert (space["hidden_dropout_prob"].lower, space["hidden_dropout_prob"].upper) == (0.1, 0.5)
+    decay = space["weight_decay"]
+    values = [decay.sample() for _ in range(200)]
+    assert all(abs(v / 0.0001 - round(v / 0.0001)) < 1e-6 and 0 <= v <= 0.001 for v in values)
+    grid = search_space(parse_params("hidden_size choice [32, 64]"), grid=True)
+    assert grid["hidden_size"] == {"grid_search": [32, 64]}
+
+
+@pytest.mark.parametrize(
+    "line, why",
+    [
+        ("learning_rate loguniform -5", "loguniform needs 2 numbers"),
+        ("hidden_size choice 64", "choice needs a non-empty list"),
+        ("hidden_size choice [64", "choice needs a Python list"),
+        ("hidden_size gaussian 0 1", "unknown kind 'gaussian'"),
+        ("dropout uniform 0.5 0.1", "low < high"),
+        ("dropout uniform a b", "needs numbers"),
+        ("weight_decay quniform 0 1 0", "q > 0"),
+        ("lonely", "expected 'name kind values'"),
+    ],
+)
+def test_bad_line_names_file_line_and_text(tmp_path, line, why):
+    path = tmp_path / "model.hyper"
+    path.write_text(f"# header\nn_layers choice [1, 2]\n{line}\n")
+    with pytest.raises(ParamsFileError) as error:
+        read_params_file(str(path))
+    message = str(error.value)
+    assert f"{path}:3:" in message
+    assert why in message
+    assert line.strip() in message
+    assert isinstance(error.value, ConfigurationError)  # the CLI reports it in one line
+
+
+def test_duplicate_and_empty_files_are_refused():
+    with pytest.raises(ParamsFileError, match="<params>:2: 'a' is already searched"):
+        parse_params("a choice [1]\na choice [2]")
+    with pytest.raises(ParamsFileError, match="no parameter to search"):
+        parse_params("# nothing\n\n")
+
+
+def test_shipped_search_spaces_parse():
+    root = Path(__file__).resolve().parent.parent / "properties" / "hyper"
+    files = sorted(root.glob("*.hyper"))
+    assert len(files) >= 2
+    for path in files:
+        params = read_params_file(str(path))
+        assert {"learning_rate", "hidden_size", "n_layers", "n_heads"} <= set(params)
+
+
+def test_tuning_run_writes_trials_and_best_yaml_that_reruns(tiny_config_dict, tmp_path, monkeypatch):
+    """Three grid trials on the tiny dataset: two train, one raises (3 heads do not divide 16).
+
+    The search goes on past the failure, every epoch is reported, and the best
+    configuration reruns through the CLI to the validation score its trial reached.
+    """
+    import ray
+
+    from recbole_awrsr.cli import main as cli_main
+    from recbole_awrsr.cli import run_main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    (tmp_path / "heads.hyper").write_text("n_heads choice [1, 2, 3]\n")
+    fixed = {key: value for key, value in tiny_config_dict.items() if key != "checkpoint_dir"}
+    fixed["epochs"] = 3
+    argv = ["tune", "--model=SASRecAWR", "--dataset=tiny", "--params_file=heads.hyper",
+            "--search", "grid", "--num-samples", "1", "--num-cpus", "2", "--scheduler", "asha",
+            "--out", "tuned"]
+    argv += [f"--{key}={value}" for key, value in fixed.items()]
+    try:
+        assert cli_main(argv) == 0
+    finally:
+        ray.shutdown()
+    assert not ray.is_initialized()
+
+    trials = pd.read_csv(tmp_path / "tuned" / "trials.csv")
+    assert len(trials) == 3
+    by_heads = trials.set_index("n_heads")
+    assert by_heads.loc[3, "status"] == "ERROR"
+    assert "not a multiple of the number of attention heads" in by_heads.loc[3, "error"]
+    for heads in (1, 2):
+        assert by_heads.loc[heads, "status"] == "TERMINATED"
+        assert by_heads.loc[heads, "epochs_reported"] == 3  # one report per epoch
+        assert 0 < by_heads.loc[heads, "valid_score"] <= 1
+        assert by_heads.loc[heads, "valid_score"] == by_heads.loc[heads, "valid_ndcg@5"]
+
+    best_yaml = tmp_path / "tuned" / "best.yaml"
+    best = yaml.safe_load(best_yaml.read_text())
+    best_heads = int(trials.loc[trials["valid_score"].idxmax(), "n_heads"])
+    assert best["n_heads"] == best_heads
+    assert best["seed"] == 7 and best["epochs"] == 3 and best["hidden_size"] == 16
+    assert "checkpoint_dir" not in best
+
+    summary = json.loads((tmp_path / "tuned" / "best_result.json").read_text())
+    assert summary["failed"] == 1
+    best_score = trials["valid_score"].max()
+    assert summary["best_valid_score"] == pytest.approx(best_score)
+    assert summary["best_result"]["best_valid_score"] == pytest.approx(best_score, abs=1e-4)
+
+    rerun = run_main(["--model=SASRecAWR", "--dataset=tiny", f"--config_files={best_yaml}",
+                      "--no-save"])
+    assert rerun["best_valid_score"] == pytest.approx(best_score, abs=1e-4)
+
+
+def test_configuration_mistake_fails_before_ray_starts(tiny_config_dict, tmp_path, capsys):
+    import ray
+
+    from recbole_awrsr.tune import main
+
+    (tmp_path / "p.hyper").write_text("n_heads choice [1]\n")
+    status = main(["--model=SASRecAWR", "--dataset=tiny", "--params_file=p.hyper",
+                   f"--data_path={tiny_config_dict['data_path']}", "--refine_mechanism=stochastic"])
+    assert status == 2
+    assert "stochastic" in capsys.readouterr().err
+    assert not ray.is_initialized()
