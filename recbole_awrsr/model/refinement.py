@@ -23,10 +23,9 @@ import math
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 from recbole_awrsr.errors import ConfigurationError
-from recbole_awrsr.model.wasserstein import pairwise_squared_wasserstein
+from recbole_awrsr.model.wasserstein import pairwise_squared_wasserstein, positive_variance
 
 
 class Refinement(nn.Module):
@@ -133,7 +132,7 @@ class StochasticRefinement(Refinement):
     def forward(self, probs, scores, mask):
         rows = self.source(probs, scores, mask)
         mean = rows @ self.w_mean
-        cov = F.elu(rows @ self.w_cov) + 1.0
+        cov = positive_variance(rows @ self.w_cov)  # ELU + 1, kept strictly positive
         dist = pairwise_squared_wasserstein(mean, cov, mean, cov)
         return torch.softmax(-dist / self.scale + mask, dim=-1)
 

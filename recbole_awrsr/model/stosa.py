@@ -26,6 +26,7 @@ from recbole_awrsr.model.targets import (
     check_train_targets,
     next_item_targets,
     sample_negatives,
+    train_stride,
 )
 from recbole_awrsr.model.wasserstein import (
     pairwise_squared_wasserstein,
@@ -67,6 +68,7 @@ class STOSA(SequentialRecommender):
         self.initializer_range = config["initializer_range"]
         self.pvn_weight = config["pvn_weight"]
         self.train_targets = _train_targets(config)
+        self.train_stride = train_stride(config)
 
         self.item_mean_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
         self.item_cov_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
@@ -194,7 +196,7 @@ class STOSA(SequentialRecommender):
         pos_items = interaction[self.POS_ITEM_ID]
         mean, cov = self.encode(item_seq)
         if self.train_targets == "all":
-            targets = next_item_targets(item_seq, item_seq_len, pos_items)
+            targets = next_item_targets(item_seq, item_seq_len, pos_items, self.train_stride)
             negatives = sample_negatives(targets, self.n_items)
             real = targets > 0
             return self.distance_loss(mean[real], cov[real], targets[real], negatives[real])
