@@ -1,0 +1,165 @@
+"""Cost of refinement: parameters and measured time per batch, per mechanism (Section 3.5).
+
+For each backbone (SASRecAWR, STOSAAWR) and each mechanism the model is built at the
+chosen n (``MAX_ITEM_LIST_LENGTH``), d (hidden size) and number of layers, and compared
+with the backbone (mechanism ``none``) and with the backbone given one more layer: the
+paper's claim is that refinement (extra O(n^2) parameters and O(n^3) time per layer
+and head) costs less than one more self-attention layer when d >= n.
+
+Time = median over repeats of the training loss's forward pass and of its backward
+pass on a random batch of full-length sequences (B, n), in train mode, on the CPU
+threads torch is given (set ``OMP_NUM_THREADS`` for a fair machine-wide number).
+"""
+
+import os
+import statistics
+import time
+
+import pandas as pd
+import torch
+
+from recbole_awrsr.analysis.errors import AnalysisError
+
+#: backbone -> (model with refinement, mechanisms it offers besides none)
+BACKBONES = {
+    "sasrec": ("SASRecAWR", ("simple", "value", "additive")),
+    "stosa": ("STOSAAWR", ("simple", "value", "additive", "stochastic")),
+}
+
+
+class ShapeOnlyDataset:
+    """What a sequential model's constructor reads from a dataset: the item count."""
+
+    def __init__(self, n_items):
+        self.n_items = n_items
+
+    def num(self, field):
+        return self.n_items
+
+
+def build_model(model, n, d, layers, heads, items, mechanism):
+    """A freshly initialised model of the given shape (no data is read)."""
+    from recbole_awrsr.config import Config
+    from recbole_awrsr.registry import get_model
+
+    config = Config(model=model, dataset="ml-100k", config_dict={
+        "MAX_ITEM_LIST_LENGTH": n, "hidden_size": d, "inner_size": 4 * d, "n_layers": layers,
+        "n_heads": heads, "refine_mechanism": mechanism, "train_targets": "all",
+        "device": "cpu", "use_gpu": False, "state": "ERROR",
+    })
+    return get_model(model)(config, ShapeOnlyDataset(items)), config
+
+
+def random_batch(config, batch, n, items, seed=0):
+    """A training Interaction of ``batch`` full-length sequences (B, n) with their next items."""
+    from recbole.data.interaction import Interaction
+
+    gen = torch.Generator().manual_seed(seed)
+    seq_field = config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"]
+    return Interaction({
+        seq_field: torch.randint(1, items, (batch, n), generator=gen),
+        config["ITEM_LIST_LENGTH_FIELD"]: torch.full((batch,), n, dtype=torch.long),
+        config["ITEM_ID_FIELD"]: torch.randint(1, items, (batch,), generator=gen),
+    })
+
+
+def time_step(model, interaction, repeats, warmup=2):
+    """Median (forward, backward) seconds of one training step's loss on ``interaction``."""
+    model.train()
+    forward, backward = [], []
+    for index in range(warmup + repeats):
+        model.zero_grad(set_to_none=True)
+        started = time.perf_counter()
+        loss = model.calculate_loss(interaction)
+        middle = time.perf_counter()
+        loss.backward()
+        ended = time.perf_counter()
+        if index >= warmup:
+            forward.append(middle - started)
+            backward.append(ended - middle)
+    return statistics.median(forward), statistics.median(backward)
+
+
+def parameter_count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def cost_table(n=50, d=64, layers=2, heads=2, batch=128, items=1683, backbones=("sasrec",),
+               repeats=10, seed=0):
+    """One row per (backbone, variant): parameters, extra parameters and times vs the backbone.
+
+    Variants: ``backbone`` (none, ``layers``), ``backbone +1 layer`` (none, ``layers + 1``),
+    then each mechanism at ``layers``.
+    """
+    for name in backbones:
+        if name not in BACKBONES:
+            raise AnalysisError(f"unknown backbone '{name}': choose from {', '.join(BACKBONES)}")
+    if min(n, d, layers, heads, batch, repeats) < 1 or items < 2 or d % heads:
+        raise AnalysisError("n, d, layers, heads, batch, repeats must be positive, items >= 2 "
+                            "and d a multiple of heads")
+    rows = []
+    for name in backbones:
+        model_name, mechanisms = BACKBONES[name]
+        variants = [("backbone", "none", layers), ("backbone +1 layer", "none", layers + 1)]
+        variants += [(mechanism, mechanism, layers) for mechanism in mechanisms]
+        for variant, mechanism, depth in variants:
+            torch.manual_seed(seed)
+            model, config = build_model(model_name, n, d, depth, heads, items, mechanism)
+            forward, backward = time_step(model, random_batch(config, batch, n, items, seed),
+                                          repeats)
+            rows.append({"backbone": model_name, "variant": variant, "mechanism": mechanism,
+                         "layers": depth, "params": parameter_count(model),
+                         "forward_ms": 1000 * forward, "backward_ms": 1000 * backward})
+    table = pd.DataFrame(rows)
+    table["step_ms"] = table["forward_ms"] + table["backward_ms"]
+    for model_name, group in table.groupby("backbone", sort=False):
+        base = group[group["variant"] == "backbone"].iloc[0]
+        deeper = group[group["variant"] == "backbone +1 layer"].iloc[0]
+        table.loc[group.index, "extra_params"] = group["params"] - base["params"]
+        table.loc[group.index, "time_vs_backbone"] = group["step_ms"] / base["step_ms"]
+        table.loc[group.index, "extra_time_vs_extra_layer"] = (
+            (group["step_ms"] - base["step_ms"]) / (deeper["step_ms"] - base["step_ms"]))
+    table["extra_params"] = table["extra_params"].astype(int)
+    return table
+
+
+def markdown_table(table, n, d, layers, heads, batch, items):
+    """The cost table as Markdown, with the setting it was measured in."""
+    columns = ["backbone", "variant", "layers", "params", "extra_params", "forward_ms",
+               "backward_ms", "step_ms", "time_vs_backbone", "extra_time_vs_extra_layer"]
+    lines = [
+        f"n = {n}, d = {d}, layers = {layers}, heads = {heads}, batch = {batch}, "
+        f"items = {items}, torch threads = {torch.get_num_threads()}",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+    ]
+    for row in table.itertuples(index=False):
+        cells = []
+        for column in columns:
+            value = getattr(row, column)
+            if column.endswith("_ms"):
+                cells.append(f"{value:.1f}")
+            elif column in ("time_vs_backbone", "extra_time_vs_extra_layer"):
+                cells.append(f"{value:.2f}")
+            elif column in ("params", "extra_params"):
+                cells.append(f"{int(value):,}")
+            else:
+                cells.append(str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "time_vs_backbone: step time / the backbone's; extra_time_vs_extra_layer: "
+              "(step time - backbone's) / (backbone +1 layer's - backbone's), "
+              "below 1 = cheaper than one more layer."]
+    return "\n".join(lines) + "\n"
+
+
+def run_cost(out, n=50, d=64, layers=2, heads=2, batch=128, items=1683, backbones=("sasrec",),
+             repeats=10):
+    """The ``cost`` command: ``cost.md`` and ``cost.csv`` in ``out``."""
+    from recbole_awrsr.analysis.output import write_csv, write_text
+
+    table = cost_table(n, d, layers, heads, batch, items, backbones, repeats)
+    text = markdown_table(table, n, d, layers, heads, batch, items)
+    md = write_text(text, os.path.join(out, "cost.md"))
+    csv = write_csv(table, os.path.join(out, "cost.csv"))
+    return {"table": table, "markdown": text, "md": md, "csv": csv}
