@@ -56,7 +56,8 @@ def parse_distributed_args(argv):
     nproc), ``--ip``/``--port`` of the machine with rank 0, ``--group_offset`` the rank
     of this machine's first process. ``options`` is empty when none was given.
     """
-    parser = argparse.ArgumentParser(add_help=False)
+    # no abbreviations: --ip_x=... or --port_y=... are config keys, not these options
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--nproc", type=int, default=None)
     parser.add_argument("--world_size", type=int, default=None)
     parser.add_argument("--ip", default=None)

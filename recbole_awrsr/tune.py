@@ -306,6 +306,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="recbole-awrsr tune",
         description="Search hyperparameters with Ray Tune; any further --key=value is a fixed config key.",
+        allow_abbrev=False,  # a config key such as --model_x must not match an option
     )
     parser.add_argument("--model", "-m", required=True)
     parser.add_argument("--dataset", "-d", required=True)

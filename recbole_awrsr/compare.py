@@ -1,0 +1,410 @@
+"""Drop-in comparison: each backbone with and without every refinement mechanism, same settings.
+
+``python -m recbole_awrsr.compare --datasets ml-1m beauty --seeds 1 2 3 [--config tuned.yaml]
+[--models SASRecAWR STOSAAWR] [--baselines SASRec GRU4Rec] [--layers 1 2 3 4] --out results/``
+(also ``recbole-awrsr compare ...``). One cell is one (dataset, model, mechanism, layers,
+seed) run; every cell gets the same config files and ``--key=value`` keys, only the
+mechanism, ``n_layers`` and ``seed`` vary. Finished cells are appended to
+``results.csv`` as they end, so an interrupted comparison resumes where it stopped.
+``tables.md`` holds tables shaped like the paper's Table 2 (Recall@1, Recall@5, NDCG@5
+per dataset, mean over seeds, change against the same backbone's ``none``, paired
+t-test over seeds) and Table 3 (NDCG@5 by number of layers); ``summary.csv`` has the
+same numbers unrounded. Run one comparison per ``--out`` folder at a time.
+"""
+
+import argparse
+import datetime
+import os
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass
+
+from recbole_awrsr.errors import ConfigurationError
+
+#: the plugin's backbones and the ``backbone`` name their mechanisms declare
+MODEL_BACKBONES = {"SASRecAWR": "sasrec", "STOSAAWR": "stosa"}
+BASE = "none"
+#: ``mechanism`` of a RecBole baseline (it has no refinement)
+NO_MECHANISM = "-"
+KEYS = ["dataset", "model", "mechanism", "layers", "seed"]
+TABLE2_METRICS = ["recall@1", "recall@5", "ndcg@5"]
+TABLE3_METRIC = "ndcg@5"
+LABELS = {"recall@1": "R@1", "recall@5": "R@5", "ndcg@5": "N@5"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the comparison. ``layers`` is ``None`` when the config decides."""
+
+    dataset: str
+    model: str
+    mechanism: str
+    layers: object
+    seed: int
+
+
+def mechanisms_for(model, only=None):
+    """The refinement mechanisms ``model`` can use, ``none`` first; RecBole models have none.
+
+    ``only`` restricts them (``none`` is always kept: it is what the others are compared with).
+    """
+    backbone = MODEL_BACKBONES.get(model)
+    if backbone is None:
+        return [NO_MECHANISM]
+    from recbole_awrsr.model.refinement import MECHANISMS
+
+    names = [name for name, cls in MECHANISMS.items() if backbone in cls.backbones]
+    names = [BASE] + [name for name in names if name != BASE]
+    if only:
+        unknown = sorted(set(only) - set(MECHANISMS))
+        if unknown:
+            raise ConfigurationError(f"--mechanisms: unknown {', '.join(unknown)}; "
+                                     f"use some of {', '.join(MECHANISMS)}")
+        names = [name for name in names if name == BASE or name in only]
+    return names
+
+
+def plan(datasets, models, baselines, layers, seeds, only_mechanisms=None):
+    """Every cell, in the order they run: dataset, layers, baselines, then each backbone."""
+    cells = []
+    for dataset in datasets:
+        for depth in layers or [None]:
+            for model in list(baselines) + list(models):
+                for mechanism in mechanisms_for(model, only_mechanisms):
+                    for seed in seeds:
+                        cells.append(Cell(dataset, model, mechanism, depth, seed))
+    return cells
+
+
+def cell_config(cell, keys, out):
+    """The config dict of one cell: the shared keys, then what the cell varies."""
+    config = {"show_progress": False, **keys, "seed": cell.seed,
+              "checkpoint_dir": os.path.join(out, "checkpoints")}
+    if cell.mechanism != NO_MECHANISM:
+        config["refine_mechanism"] = cell.mechanism
+    if cell.layers is not None:
+        config["n_layers"] = cell.layers
+    return config
+
+
+def cell_key(cell, layers):
+    """The results-table key of a cell, as strings (how it reads back from the CSV)."""
+    return (cell.dataset, cell.model, cell.mechanism, str(layers), str(cell.seed))
+
+
+def configured_layers(cell, config_files, keys, out):
+    """``n_layers`` the cell will train with ("-" for models without that key).
+
+    Resolved before training so that a resumed run can tell finished cells apart
+    when ``--layers`` is not given and the config files decide.
+    """
+    if cell.layers is not None:
+        return cell.layers
+    from recbole_awrsr.config import Config
+
+    config = Config(cell.model, cell.dataset, config_files, cell_config(cell, keys, out))
+    value = config["n_layers"]
+    return NO_MECHANISM if value is None else value
+
+
+def run_cell(cell, config_files, keys, out):
+    """Train and test one cell; returns its results row (validation and test metrics)."""
+    from recbole_awrsr.quick_start import run
+
+    began = time.monotonic()
+    result, trainer = run(cell.model, cell.dataset, config_files,
+                          cell_config(cell, keys, out), saved=True)
+    seconds = time.monotonic() - began
+    # checkpoints of finished cells are not needed again; the CSV holds the numbers
+    if os.path.isfile(trainer.saved_model_file):
+        os.remove(trainer.saved_model_file)
+    row = {"best_valid_score": float(result["best_valid_score"])}
+    row.update({f"valid_{k}": float(v) for k, v in (result["best_valid_result"] or {}).items()})
+    row.update({f"test_{k}": float(v) for k, v in result["test_result"].items()})
+    row["seconds"] = round(seconds, 1)
+    row["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")
+    return row
+
+
+def write_text_atomic(path, text):
+    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.remove(temp)
+    return path
+
+
+def read_results(path):
+    """The results CSV as a DataFrame (empty, with the key columns, if there is none yet)."""
+    import pandas as pd
+
+    if not os.path.isfile(path):
+        return pd.DataFrame(columns=KEYS)
+    return pd.read_csv(path, dtype={key: str for key in KEYS}, keep_default_na=False,
+                       na_values=[""])
+
+
+def append_result(path, row):
+    """Add one finished cell's row to the results CSV (rewritten whole, atomically)."""
+    import pandas as pd
+
+    frame = read_results(path)
+    frame = pd.concat([frame, pd.DataFrame([row]).astype({key: str for key in KEYS})],
+                      ignore_index=True)
+    write_text_atomic(path, frame.to_csv(index=False))
+    return frame
+
+
+def finished_keys(frame):
+    """Keys of the cells the results already hold."""
+    return {tuple(str(value) for value in values) for values in frame[KEYS].itertuples(index=False)}
+
+
+def paired_p_value(values, base_values):
+    """Two-sided paired t-test p-value over seeds (NaN with fewer than 2 pairs or no spread)."""
+    import numpy as np
+    from scipy import stats
+
+    values, base_values = np.asarray(values, float), np.asarray(base_values, float)
+    if len(values) < 2:
+        return float("nan")
+    differences = values - base_values
+    if np.allclose(differences, differences[0]):
+        return 0.0 if differences[0] != 0 else float("nan")
+    return float(stats.ttest_rel(values, base_values).pvalue)
+
+
+def summarize(frame, metrics):
+    """Per (dataset, model, mechanism, layers, metric): mean over seeds, change vs ``none``, p.
+
+    The change is relative to the same backbone's ``none`` at the same dataset and
+    layers, in percent; the test pairs the seeds both have.
+    """
+    import pandas as pd
+
+    rows = []
+    frame = frame.copy()
+    groups = frame.groupby(["dataset", "model", "mechanism", "layers"], sort=False)
+    for (dataset, model, mechanism, layers), group in groups:
+        base = frame[(frame["dataset"] == dataset) & (frame["model"] == model)
+                     & (frame["mechanism"] == BASE) & (frame["layers"] == layers)]
+        for metric in metrics:
+            column = f"test_{metric}"
+            if column not in group:
+                continue
+            mean = group[column].astype(float).mean()
+            row = {"dataset": dataset, "model": model, "mechanism": mechanism, "layers": layers,
+                   "metric": metric, "mean": mean, "std": group[column].astype(float).std(),
+                   "seeds": len(group), "base_mean": float("nan"), "change_pct": float("nan"),
+                   "p_value": float("nan")}
+            if mechanism not in (BASE, NO_MECHANISM) and not base.empty:
+                base_mean = base[column].astype(float).mean()
+                row["base_mean"] = base_mean
+                row["change_pct"] = (mean - base_mean) / base_mean * 100 if base_mean else float("nan")
+                paired = group.merge(base, on="seed", suffixes=("", "_base"))
+                row["p_value"] = paired_p_value(paired[column], paired[f"{column}_base"])
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _label(model, mechanism):
+    return model if mechanism in (BASE, NO_MECHANISM) else f"{model} + {mechanism}"
+
+
+def _entry(row, alpha):
+    """One table entry: mean, and for a mechanism its change and significance mark."""
+    text = f"{row['mean']:.4f}"
+    if row["change_pct"] == row["change_pct"]:  # not NaN
+        mark = "*" if row["p_value"] == row["p_value"] and row["p_value"] < alpha else ""
+        change = round(row["change_pct"], 1) + 0.0  # + 0.0: no "-0.0%" from rounding noise
+        text += f" ({change:+.1f}%){mark}"
+    return text
+
+
+def _row_order(summary):
+    """(model, mechanism) pairs in the order the cells were planned (baselines first)."""
+    seen = []
+    for pair in zip(summary["model"], summary["mechanism"]):
+        if pair not in seen:
+            seen.append(pair)
+    return seen
+
+
+def table2_markdown(summary, layers, alpha):
+    """Table 2 at one number of layers: R@1, R@5, N@5 per dataset, rows model (+ mechanism)."""
+    # models without n_layers (GRU4Rec, ...) stand beside every depth
+    part = summary[(summary["layers"] == layers) | (summary["layers"] == NO_MECHANISM)]
+    datasets = list(dict.fromkeys(part["dataset"]))
+    header = ["model"] + [f"{dataset} {LABELS[m]}" for dataset in datasets for m in TABLE2_METRICS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    indexed = part.set_index(["dataset", "model", "mechanism", "metric"])
+    for model, mechanism in _row_order(part):
+        entries = [_label(model, mechanism)]
+        for dataset in datasets:
+            for metric in TABLE2_METRICS:
+                key = (dataset, model, mechanism, metric)
+                entries.append(_entry(indexed.loc[key], alpha) if key in indexed.index else "")
+        lines.append("| " + " | ".join(entries) + " |")
+    return "\n".join(lines)
+
+
+def table3_markdown(summary, alpha):
+    """Table 3: NDCG@5 by number of layers, per dataset."""
+    part = summary[(summary["metric"] == TABLE3_METRIC) & (summary["layers"] != NO_MECHANISM)]
+    columns = list(dict.fromkeys(zip(part["dataset"], part["layers"])))
+    header = ["model"] + [f"{dataset} L={layers}" for dataset, layers in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    indexed = part.set_index(["dataset", "layers", "model", "mechanism"])
+    for model, mechanism in _row_order(part):
+        entries = [_label(model, mechanism)]
+        for dataset, layers in columns:
+            key = (dataset, layers, model, mechanism)
+            entries.append(_entry(indexed.loc[key], alpha) if key in indexed.index else "")
+        lines.append("| " + " | ".join(entries) + " |")
+    return "\n".join(lines)
+
+
+def tables_markdown(frame, alpha=0.05):
+    """The Markdown report of a results frame, and the summary it was made from."""
+    summary = summarize(frame, sorted(set(TABLE2_METRICS) | {TABLE3_METRIC}))
+    seeds = sorted(frame["seed"].unique(), key=lambda s: (len(s), s))
+    legend = (f"Test metrics, mean over seeds {', '.join(seeds)}. In brackets: change against "
+              f"the same backbone with `refine_mechanism: none` (same dataset, layers and seeds); "
+              f"`*`: p < {alpha} in a two-sided paired t-test over seeds.")
+    parts = ["# Comparison", "", legend, ""]
+    depths = sorted(set(summary["layers"]) - {NO_MECHANISM}, key=lambda s: (len(s), s))
+    for layers in depths or [NO_MECHANISM]:
+        parts += [f"## Table 2 (n_layers = {layers})", "", table2_markdown(summary, layers, alpha), ""]
+    if len(depths) > 1:
+        parts += ["## Table 3 (NDCG@5 by n_layers)", "", table3_markdown(summary, alpha), ""]
+    return "\n".join(parts), summary
+
+
+def parse_args(argv):
+    """Options of the comparison, and the ``--key=value`` config keys shared by every cell."""
+    parser = argparse.ArgumentParser(
+        prog="python -m recbole_awrsr.compare",
+        description="Every backbone with refine_mechanism none and each mechanism (and RecBole "
+        "baselines) under identical settings; any further --key=value is a config key for all runs.",
+        allow_abbrev=False,  # --seed=7 must not be read as --seeds
+    )
+    parser.add_argument("--datasets", nargs="+", required=True)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[2020])
+    parser.add_argument("--config", nargs="+", default=[],
+                        help="YAML config files for every cell (e.g. tune's best.yaml)")
+    parser.add_argument("--models", nargs="+", default=list(MODEL_BACKBONES),
+                        help="plugin backbones (default: SASRecAWR STOSAAWR)")
+    parser.add_argument("--baselines", nargs="*", default=[], help="RecBole models, e.g. SASRec GRU4Rec")
+    parser.add_argument("--mechanisms", nargs="+", default=None,
+                        help="only these mechanisms (none is always run)")
+    parser.add_argument("--layers", nargs="+", type=int, default=None,
+                        help="n_layers values (default: what the config says)")
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    parser.add_argument("--out", default="results", help="output folder (default results)")
+    args, extra = parser.parse_known_args(argv)
+    keys = {}
+    for arg in extra:
+        key, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if not key or not sep:
+            parser.error(f"unrecognised argument '{arg}': config keys are given as --key=value")
+        keys[key] = value
+    varied = {"seed": "--seeds", "refine_mechanism": "--models/--mechanisms"}
+    if args.layers:
+        varied["n_layers"] = "--layers"
+    for key, option in varied.items():
+        if key in keys:
+            parser.error(f"--{key} is set per run by {option}; drop --{key}=...")
+    for model in args.models:
+        if model not in MODEL_BACKBONES:
+            parser.error(f"--models takes the plugin's backbones ({', '.join(MODEL_BACKBONES)}); "
+                         f"put RecBole models such as {model} under --baselines")
+    return args, keys
+
+
+def compare(args, keys):
+    """Run every unfinished cell, then write the tables; returns (results frame, failures)."""
+    from tqdm import tqdm
+
+    from recbole_awrsr.config import _parse_value
+
+    out = os.path.abspath(args.out)
+    os.makedirs(out, exist_ok=True)
+    results_path = os.path.join(out, "results.csv")
+    config_files = [os.path.abspath(path) for path in args.config]
+    for path in config_files:
+        if not os.path.isfile(path):
+            raise ConfigurationError(f"--config: file not found: {path}")
+    keys = {key: _parse_value(value) if isinstance(value, str) else value
+            for key, value in keys.items()}
+    cells = plan(args.datasets, args.models, args.baselines, args.layers, args.seeds, args.mechanisms)
+    frame = read_results(results_path)
+    done = finished_keys(frame)
+    todo = []
+    for cell in cells:
+        layers = configured_layers(cell, config_files, keys, out)
+        if cell_key(cell, layers) not in done:
+            todo.append((cell, layers))
+    print(f"{len(cells)} cells, {len(cells) - len(todo)} already in {results_path}, "
+          f"{len(todo)} to run", file=sys.stderr)
+    failures = []
+    progress = tqdm(todo, desc="compare", unit="run", file=sys.stderr)
+    for cell, layers in progress:
+        progress.set_postfix_str(f"{cell.dataset} {_label(cell.model, cell.mechanism)} "
+                                 f"L={layers} seed={cell.seed}")
+        try:
+            row = run_cell(cell, config_files, keys, out)
+        except Exception as error:  # one broken cell must not stop the others
+            failures.append({**asdict(cell), "layers": layers, "error": f"{type(error).__name__}: {error}",
+                             "traceback": traceback.format_exc()})
+            progress.write(f"failed: {cell}: {type(error).__name__}: {error}")
+            continue
+        frame = append_result(results_path, {**asdict(cell), "layers": layers, **row})
+    progress.close()
+    failures_path = os.path.join(out, "failures.txt")
+    if failures:
+        write_text_atomic(failures_path, "\n\n".join(
+            f"{f['dataset']} {f['model']} {f['mechanism']} layers={f['layers']} seed={f['seed']}\n"
+            f"{f['traceback']}" for f in failures))
+    elif os.path.exists(failures_path):
+        os.remove(failures_path)
+    if len(frame):
+        text, summary = tables_markdown(frame, args.alpha)
+        write_text_atomic(os.path.join(out, "tables.md"), text)
+        write_text_atomic(os.path.join(out, "summary.csv"), summary.to_csv(index=False))
+    return frame, failures
+
+
+def main(argv=None):
+    """Entry point of ``python -m recbole_awrsr.compare`` and ``recbole-awrsr compare``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "compare":
+        argv = argv[1:]
+    args, keys = parse_args(argv)
+    try:
+        frame, failures = compare(args, keys)
+    except ConfigurationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    out = os.path.abspath(args.out)
+    print(f"results: {os.path.join(out, 'results.csv')} ({len(frame)} runs)")
+    if len(frame):
+        print(f"tables:  {os.path.join(out, 'tables.md')}")
+    if failures:
+        print(f"{len(failures)} runs failed (rerun to retry them): {os.path.join(out, 'failures.txt')}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

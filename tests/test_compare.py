@@ -1,0 +1,168 @@
+"""The drop-in comparison: cells, resume, tables and the paired test."""
+
+import re
+
+import pandas as pd
+import pytest
+
+from recbole_awrsr import compare
+from recbole_awrsr.compare import (KEYS, main, mechanisms_for, paired_p_value, plan,
+                                   tables_markdown)
+
+
+def tiny_argv(tiny_config_dict, *more):
+    # the cells set seed (and n_layers with --layers) themselves
+    varied = {"checkpoint_dir", "seed"} | ({"n_layers"} if "--layers" in more else set())
+    keys = {key: value for key, value in tiny_config_dict.items() if key not in varied}
+    return ["--datasets", "tiny", "--seeds", "1", "2", "--out", "results", *more] + [
+        f"--{key}={value}" for key, value in keys.items()]
+
+
+def entry_change(cell_text):
+    """The '(+x.x%)' of a table entry as a float, None when it has none."""
+    found = re.search(r"\(([+-]\d+\.\d)%\)", cell_text)
+    return float(found.group(1)) if found else None
+
+
+def markdown_rows(text, heading):
+    """``{first column: [entries]}`` and the header of the table under ``heading``."""
+    block = text.split(heading, 1)[1].strip().split("\n\n", 1)[0]
+    lines = [line for line in block.splitlines() if line.startswith("|")]
+    split = [[part.strip() for part in line.strip("|").split("|")] for line in lines]
+    return split[0], {row[0]: row[1:] for row in split[2:]}
+
+
+def test_mechanisms_and_plan():
+    assert mechanisms_for("SASRecAWR") == ["none", "simple", "value", "additive"]
+    assert mechanisms_for("STOSAAWR") == ["none", "simple", "value", "additive", "stochastic"]
+    assert mechanisms_for("GRU4Rec") == ["-"]
+    assert mechanisms_for("STOSAAWR", only=["value"]) == ["none", "value"]
+    cells = plan(["a", "b"], ["SASRecAWR"], ["GRU4Rec"], [1, 2], [1, 2, 3])
+    assert len(cells) == 2 * 2 * (1 + 4) * 3
+    assert len(set(cells)) == len(cells)
+
+
+def test_paired_test_matches_hand_computed_value():
+    # differences 1, 2, 2, 3: mean 2, sd sqrt(2/3), t = 2 / (sd / 2) = 4.899 with 3 dof
+    assert paired_p_value([1, 2, 3, 4], [0, 0, 1, 1]) == pytest.approx(0.01628, abs=1e-4)
+    assert paired_p_value([1.0], [0.5]) != paired_p_value([1.0], [0.5])  # NaN: one pair
+
+
+def synthetic_results():
+    rows = []
+    for seed, (base, better, same) in enumerate([(0.10, 0.12, 0.11), (0.20, 0.22, 0.19),
+                                                 (0.30, 0.32, 0.30)], start=1):
+        for mechanism, value in (("none", base), ("simple", better), ("value", same)):
+            rows.append({"dataset": "d", "model": "SASRecAWR", "mechanism": mechanism,
+                         "layers": "1", "seed": str(seed), "test_recall@1": value,
+                         "test_recall@5": value, "test_ndcg@5": value})
+    return pd.DataFrame(rows)
+
+
+def test_table_marks_significant_changes_only():
+    text, summary = tables_markdown(synthetic_results())
+    _, rows = markdown_rows(text, "## Table 2 (n_layers = 1)")
+    # simple is +0.02 on every seed: +10.0% of the mean 0.2, and significant
+    assert rows["SASRecAWR + simple"][2] == "0.2200 (+10.0%)*"
+    # value: +0.01, -0.01, 0: no consistent change, no mark
+    assert rows["SASRecAWR + value"][2] == "0.2000 (+0.0%)"
+    assert rows["SASRecAWR"][2] == "0.2000"
+    simple = summary[(summary["mechanism"] == "simple") & (summary["metric"] == "ndcg@5")].iloc[0]
+    assert simple["p_value"] < 0.05 and simple["change_pct"] == pytest.approx(10.0)
+
+
+def test_comparison_writes_tables_and_resumes(tiny_config_dict, tmp_path, monkeypatch):
+    """SASRecAWR (4 mechanisms, 1 and 2 layers) and GRU4Rec, two seeds, on the tiny dataset."""
+    argv = tiny_argv(tiny_config_dict, "--models", "SASRecAWR", "--baselines", "GRU4Rec",
+                     "--layers", "1", "2")
+    assert main(argv) == 0
+    results = pd.read_csv(tmp_path / "results" / "results.csv", dtype={k: str for k in KEYS})
+    assert len(results) == 2 * (1 + 4) * 2
+    assert not results.duplicated(KEYS).any()
+    assert set(results["mechanism"]) == {"-", "none", "simple", "value", "additive"}
+    assert results[["test_recall@1", "test_recall@5", "test_ndcg@5"]].notna().all().all()
+    assert not list((tmp_path / "results" / "checkpoints").glob("*.pth"))
+
+    text = (tmp_path / "results" / "tables.md").read_text()
+    assert "## Table 3 (NDCG@5 by n_layers)" in text
+    # the relative change in the table is what the CSV's numbers give
+    ours = results[results["model"] == "SASRecAWR"]
+    means = ours.groupby(["layers", "mechanism"])[["test_recall@1", "test_recall@5",
+                                                   "test_ndcg@5"]].mean()
+    checked = 0
+    for layers in ("1", "2"):
+        header, rows = markdown_rows(text, f"## Table 2 (n_layers = {layers})")
+        assert header == ["model", "tiny R@1", "tiny R@5", "tiny N@5"]
+        assert "GRU4Rec" in rows
+        for mechanism in ("simple", "value", "additive"):
+            for column, metric in enumerate(["test_recall@1", "test_recall@5", "test_ndcg@5"]):
+                entry = rows[f"SASRecAWR + {mechanism}"][column]
+                mean, base = means.loc[(layers, mechanism), metric], means.loc[(layers, "none"), metric]
+                assert entry.startswith(f"{mean:.4f} (")
+                assert entry_change(entry) == pytest.approx(round((mean - base) / base * 100, 1))
+                checked += 1
+    assert checked == 18
+    header, rows = markdown_rows(text, "## Table 3 (NDCG@5 by n_layers)")
+    assert header == ["model", "tiny L=1", "tiny L=2"]
+    assert rows["SASRecAWR + value"][1].startswith(f"{means.loc[('2', 'value'), 'test_ndcg@5']:.4f}")
+
+    # a rerun trains nothing: every cell is finished
+    calls = []
+    monkeypatch.setattr(compare, "run_cell", lambda *args: calls.append(args) or {})
+    before = (tmp_path / "results" / "results.csv").read_text()
+    assert main(argv) == 0
+    assert calls == []
+    assert (tmp_path / "results" / "results.csv").read_text() == before
+
+
+def test_interrupted_comparison_runs_only_missing_cells(tiny_config_dict, tmp_path, monkeypatch):
+    argv = tiny_argv(tiny_config_dict, "--models", "SASRecAWR", "--mechanisms", "simple")
+    assert main(argv) == 0
+    path = tmp_path / "results" / "results.csv"
+    results = pd.read_csv(path, dtype={k: str for k in KEYS})
+    assert len(results) == 4
+    assert set(results["layers"]) == {str(tiny_config_dict["n_layers"])}  # from the config
+    # as if the run had stopped before its last cell
+    results.iloc[:-1].to_csv(path, index=False)
+    real_run_cell, calls = compare.run_cell, []
+
+    def counting(cell, *args):
+        calls.append(cell)
+        return real_run_cell(cell, *args)
+
+    monkeypatch.setattr(compare, "run_cell", counting)
+    assert main(argv) == 0
+    assert calls == [compare.Cell("tiny", "SASRecAWR", "simple", None, 2)]
+    again = pd.read_csv(path, dtype={k: str for k in KEYS})
+    assert len(again) == 4 and not again.duplicated(KEYS).any()
+
+
+def test_failed_cell_is_reported_and_retried(tiny_config_dict, tmp_path, monkeypatch, capsys):
+    real_run_cell = compare.run_cell
+
+    def flaky(cell, *args):
+        if cell.mechanism == "simple" and cell.seed == 1:
+            raise RuntimeError("out of memory")
+        return real_run_cell(cell, *args)
+
+    monkeypatch.setattr(compare, "run_cell", flaky)
+    argv = tiny_argv(tiny_config_dict, "--models", "SASRecAWR", "--mechanisms", "simple")
+    assert main(argv) == 1
+    assert "1 runs failed" in capsys.readouterr().err
+    assert "out of memory" in (tmp_path / "results" / "failures.txt").read_text()
+    assert len(pd.read_csv(tmp_path / "results" / "results.csv")) == 3
+    monkeypatch.setattr(compare, "run_cell", real_run_cell)
+    assert main(argv) == 0
+    assert len(pd.read_csv(tmp_path / "results" / "results.csv")) == 4
+    assert not (tmp_path / "results" / "failures.txt").exists()
+
+
+def test_keys_the_cells_vary_are_refused(tiny_config_dict, capsys):
+    with pytest.raises(SystemExit):
+        main(tiny_argv(tiny_config_dict, "--seed=3"))
+    assert "--seed is set per run by --seeds" in capsys.readouterr().err
+
+
+def test_unknown_baseline_fails_before_training(tiny_config_dict, capsys):
+    assert main(tiny_argv(tiny_config_dict, "--models", "SASRecAWR", "--baselines", "NoSuchRec")) == 2
+    assert "NoSuchRec" in capsys.readouterr().err
