@@ -6,7 +6,7 @@ topn --model-files A B ... [--n 1 2 5 10 20] [--labels ...] --out DIR
     NDCG@N and Recall@N on the test set for several models: topn.png + topn.csv
 curves RUN_DIR_OR_CSV ... [--metric ndcg@10] [--labels ...] --out DIR
     validation NDCG and global gradient norm per epoch from the trainer's history CSVs
-cost [--n 50] [--d 64] [--layers 2] [--heads 2] [--batch 128] [--items 1683] [--backbones sasrec stosa] --out DIR
+cost [--n 50] [--d 64] [--layers 2] [--heads 2] [--batch 128] [--items 1683] [--backbones sasrec stosa] [--full-step] --out DIR
     parameters and forward/backward time per batch of each mechanism vs the backbone and
     the backbone with one more layer: cost.md + cost.csv
 
@@ -68,6 +68,8 @@ def build_parser():
     cost.add_argument("--items", type=int, default=1683, help="item count (ml-100k: 1683)")
     cost.add_argument("--backbones", nargs="+", default=["sasrec"], choices=["sasrec", "stosa"])
     cost.add_argument("--repeats", type=int, default=10, help="timed steps (median is reported)")
+    cost.add_argument("--full-step", action="store_true",
+                      help="time the whole training loss (with the output layer), not the encoder")
     cost.add_argument("--out", required=True, help="output folder")
     return parser
 
@@ -96,7 +98,7 @@ def dispatch(args):
 
     written = run_cost(args.out, n=args.n, d=args.d, layers=args.layers, heads=args.heads,
                        batch=args.batch, items=args.items, backbones=tuple(args.backbones),
-                       repeats=args.repeats)
+                       repeats=args.repeats, full_step=args.full_step)
     print(written["markdown"])
     return [written["md"], written["csv"]]
 

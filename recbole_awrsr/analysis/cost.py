@@ -6,9 +6,11 @@ with the backbone (mechanism ``none``) and with the backbone given one more laye
 paper's claim is that refinement (extra O(n^2) parameters and O(n^3) time per layer
 and head) costs less than one more self-attention layer when d >= n.
 
-Time = median over repeats of the training loss's forward pass and of its backward
-pass on a random batch of full-length sequences (B, n), in train mode, on the CPU
-threads torch is given (set ``OMP_NUM_THREADS`` for a fair machine-wide number).
+Time = median over repeats of the forward pass and of the backward pass of the
+encoder (embeddings and attention layers; or, with ``full_step``, of the whole
+training loss) on a random batch of full-length sequences (B, n), in train mode,
+on the CPU threads torch is given (``OMP_NUM_THREADS``). Models are timed in turn
+at every repeat, so a busy machine slows them alike.
 """
 
 import os
@@ -63,21 +65,38 @@ def random_batch(config, batch, n, items, seed=0):
     })
 
 
-def time_step(model, interaction, repeats, warmup=2):
-    """Median (forward, backward) seconds of one training step's loss on ``interaction``."""
-    model.train()
-    forward, backward = [], []
+def encoder_loss(model, interaction, config):
+    """A scalar of the encoder's output at every position: what the mechanisms change.
+
+    The output layer (CE over all items) costs the same for every mechanism and,
+    at d = 64 and |I| = 1683, outweighs the attention; it is left out unless asked for.
+    """
+    seq = interaction[config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"]]
+    out = model.encode(seq)
+    return sum(part.sum() for part in out) if isinstance(out, tuple) else out.sum()
+
+
+def time_steps(models, repeats, full_step=False, warmup=2):
+    """Median (forward, backward) seconds per model, measured round-robin.
+
+    ``models``: list of (model, config, interaction). Taking the models in turn at
+    every repeat spreads a busy machine's slow spells over all of them alike.
+    """
+    times = [([], []) for _ in models]
     for index in range(warmup + repeats):
-        model.zero_grad(set_to_none=True)
-        started = time.perf_counter()
-        loss = model.calculate_loss(interaction)
-        middle = time.perf_counter()
-        loss.backward()
-        ended = time.perf_counter()
-        if index >= warmup:
-            forward.append(middle - started)
-            backward.append(ended - middle)
-    return statistics.median(forward), statistics.median(backward)
+        for (model, config, interaction), (forward, backward) in zip(models, times):
+            model.train()
+            model.zero_grad(set_to_none=True)
+            started = time.perf_counter()
+            loss = (model.calculate_loss(interaction) if full_step
+                    else encoder_loss(model, interaction, config))
+            middle = time.perf_counter()
+            loss.backward()
+            ended = time.perf_counter()
+            if index >= warmup:
+                forward.append(middle - started)
+                backward.append(ended - middle)
+    return [(statistics.median(f), statistics.median(b)) for f, b in times]
 
 
 def parameter_count(model):
@@ -85,11 +104,12 @@ def parameter_count(model):
 
 
 def cost_table(n=50, d=64, layers=2, heads=2, batch=128, items=1683, backbones=("sasrec",),
-               repeats=10, seed=0):
+               repeats=10, full_step=False, seed=0):
     """One row per (backbone, variant): parameters, extra parameters and times vs the backbone.
 
     Variants: ``backbone`` (none, ``layers``), ``backbone +1 layer`` (none, ``layers + 1``),
-    then each mechanism at ``layers``.
+    then each mechanism at ``layers``. Times: the encoder's forward and backward on a
+    batch (B, n), or with ``full_step`` the whole training loss's.
     """
     for name in backbones:
         if name not in BACKBONES:
@@ -97,7 +117,7 @@ def cost_table(n=50, d=64, layers=2, heads=2, batch=128, items=1683, backbones=(
     if min(n, d, layers, heads, batch, repeats) < 1 or items < 2 or d % heads:
         raise AnalysisError("n, d, layers, heads, batch, repeats must be positive, items >= 2 "
                             "and d a multiple of heads")
-    rows = []
+    rows, models = [], []
     for name in backbones:
         model_name, mechanisms = BACKBONES[name]
         variants = [("backbone", "none", layers), ("backbone +1 layer", "none", layers + 1)]
@@ -105,11 +125,11 @@ def cost_table(n=50, d=64, layers=2, heads=2, batch=128, items=1683, backbones=(
         for variant, mechanism, depth in variants:
             torch.manual_seed(seed)
             model, config = build_model(model_name, n, d, depth, heads, items, mechanism)
-            forward, backward = time_step(model, random_batch(config, batch, n, items, seed),
-                                          repeats)
+            models.append((model, config, random_batch(config, batch, n, items, seed)))
             rows.append({"backbone": model_name, "variant": variant, "mechanism": mechanism,
-                         "layers": depth, "params": parameter_count(model),
-                         "forward_ms": 1000 * forward, "backward_ms": 1000 * backward})
+                         "layers": depth, "params": parameter_count(model)})
+    for row, (forward, backward) in zip(rows, time_steps(models, repeats, full_step)):
+        row["forward_ms"], row["backward_ms"] = 1000 * forward, 1000 * backward
     table = pd.DataFrame(rows)
     table["step_ms"] = table["forward_ms"] + table["backward_ms"]
     for model_name, group in table.groupby("backbone", sort=False):
@@ -123,13 +143,15 @@ def cost_table(n=50, d=64, layers=2, heads=2, batch=128, items=1683, backbones=(
     return table
 
 
-def markdown_table(table, n, d, layers, heads, batch, items):
+def markdown_table(table, n, d, layers, heads, batch, items, full_step=False):
     """The cost table as Markdown, with the setting it was measured in."""
     columns = ["backbone", "variant", "layers", "params", "extra_params", "forward_ms",
                "backward_ms", "step_ms", "time_vs_backbone", "extra_time_vs_extra_layer"]
     lines = [
         f"n = {n}, d = {d}, layers = {layers}, heads = {heads}, batch = {batch}, "
-        f"items = {items}, torch threads = {torch.get_num_threads()}",
+        f"items = {items}, torch threads = {torch.get_num_threads()}; times (ms, median): "
+        f"{'the whole training loss' if full_step else 'the encoder (embeddings + layers)'}, "
+        f"forward and backward, per batch",
         "",
         "| " + " | ".join(columns) + " |",
         "|" + "|".join("---" for _ in columns) + "|",
@@ -154,12 +176,12 @@ def markdown_table(table, n, d, layers, heads, batch, items):
 
 
 def run_cost(out, n=50, d=64, layers=2, heads=2, batch=128, items=1683, backbones=("sasrec",),
-             repeats=10):
+             repeats=10, full_step=False):
     """The ``cost`` command: ``cost.md`` and ``cost.csv`` in ``out``."""
     from recbole_awrsr.analysis.output import write_csv, write_text
 
-    table = cost_table(n, d, layers, heads, batch, items, backbones, repeats)
-    text = markdown_table(table, n, d, layers, heads, batch, items)
+    table = cost_table(n, d, layers, heads, batch, items, backbones, repeats, full_step)
+    text = markdown_table(table, n, d, layers, heads, batch, items, full_step)
     md = write_text(text, os.path.join(out, "cost.md"))
     csv = write_csv(table, os.path.join(out, "cost.csv"))
     return {"table": table, "markdown": text, "md": md, "csv": csv}
