@@ -200,6 +200,17 @@ def test_module_entry_point_refuses_with_one_line_and_status(checkpoints):
     assert done.stderr.strip().splitlines()[-1].startswith("error: unknown layer -3")
 
 
+def test_module_entry_point_evaluates_a_checkpoint_in_a_fresh_process(checkpoints):
+    # a fresh process has built no RecBole Config, whose constructor patches numpy for its metrics
+    done = subprocess.run(
+        [sys.executable, "-m", "recbole_awrsr.analysis", "topn", "--model-files",
+         checkpoints["refined"], "--n", "3", "--out", "fresh"],
+        capture_output=True, text=True, cwd=os.getcwd(), timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = pd.read_csv("fresh/topn.csv")
+    assert table["N"].tolist() == [3] and 0 <= table["ndcg"][0] <= table["recall"][0] <= 1
+
+
 def hand_ranked_metrics(model_file, ns):
     """NDCG@N and Recall@N by hand: one held-out item per user, rank among all items."""
     from recbole_awrsr.quick_start import load_data_and_model

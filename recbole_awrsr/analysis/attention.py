@@ -201,8 +201,11 @@ def position_labels(sequence, last):
     return [f"{p}:{sequence.items[p]}" for p in range(start, sequence.length)]
 
 
-def heatmap_figure(panels, title):
-    """Side-by-side heat maps on one colour scale; ``panels`` = [(name, (k,k) array)]."""
+def heatmap_figure(panels, title, positions=None):
+    """Side-by-side heat maps on one colour scale; ``panels`` = [(name, (k,k) array)].
+
+    ``positions``: the k window positions, used as tick labels.
+    """
     from recbole_awrsr.analysis.output import pyplot
 
     plt = pyplot()
@@ -213,8 +216,12 @@ def heatmap_figure(panels, title):
     for axis, (name, matrix) in zip(axes[0], panels):
         image = axis.imshow(matrix, cmap="viridis", vmin=0.0, vmax=vmax)
         axis.set_title(name, fontsize=10)
-        axis.set_xlabel("key position (last k)")
-        axis.set_ylabel("query position (last k)")
+        if positions is not None:
+            ticks = list(range(0, len(positions), max(1, len(positions) // 7)))
+            axis.set_xticks(ticks, [str(positions[t]) for t in ticks])
+            axis.set_yticks(ticks, [str(positions[t]) for t in ticks])
+        axis.set_xlabel("key position")
+        axis.set_ylabel("query position")
     figure.colorbar(image, ax=list(axes[0]), fraction=0.025, pad=0.02)
     figure.suptitle(title, fontsize=10)
     return figure
@@ -228,7 +235,11 @@ def load_checkpoint_model(model_file):
 
     if not os.path.isfile(model_file):
         raise AnalysisError(f"no checkpoint file '{model_file}'")
-    return load_data_and_model(model_file)
+    loaded = load_data_and_model(model_file)
+    # RecBole's Config restores numpy's removed aliases (np.float, ...) that its
+    # metrics still use, but only when constructed: an unpickled one never ran it
+    loaded[0].compatibility_settings()
+    return loaded
 
 
 def model_name(config):
@@ -296,5 +307,7 @@ def run_attention(model_file, out, user=None, layer=-1, head=None, last=15, base
     title = (f"user {sequence.user}, layer {layer_index}, "
              f"{'mean of heads' if head is None else f'head {head}'}, last "
              f"{min(last, sequence.length)} of {sequence.length} positions")
-    png = save_figure(heatmap_figure([(t, m) for _, t, m in matrices], title), f"{stem}.png")
+    positions = list(range(max(0, sequence.length - last), sequence.length))
+    png = save_figure(heatmap_figure([(t, m) for _, t, m in matrices], title, positions),
+                      f"{stem}.png")
     return {"png": png, "csv": csvs, "user": sequence.user}
