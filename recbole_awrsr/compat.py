@@ -19,8 +19,17 @@ import torch
 
 
 def load_checkpoint(path, map_location="cpu"):
-    """Load a checkpoint file written by RecBole or this plugin (a pickled dict)."""
-    return torch.load(path, map_location=map_location, weights_only=False)
+    """Load a checkpoint file written by RecBole or this plugin (a pickled dict).
+
+    An unpickled ``Config`` skips its constructor, which is where RecBole restores
+    the numpy aliases (``np.float`` ...) its evaluator still uses; restore them here,
+    or a fresh process that only reloads a checkpoint fails at evaluation.
+    """
+    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    config = checkpoint.get("config") if isinstance(checkpoint, dict) else None
+    if hasattr(config, "compatibility_settings"):
+        config.compatibility_settings()
+    return checkpoint
 
 
 @contextlib.contextmanager
