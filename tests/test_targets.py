@@ -52,7 +52,7 @@ def test_kept_rows_cover_every_target_once(tiny_config_dict, stride):
     cfg = {**tiny_config_dict, "MAX_ITEM_LIST_LENGTH": window, "train_stride": stride}
     _, _, last_train, _, _ = build("SASRecAWR", config_dict=cfg, train_targets="last")
     config, model, all_train, _, _ = build("SASRecAWR", config_dict=cfg, train_targets="all")
-    step = stride or window
+    step = stride or window // 2
     uid = config["USER_ID_FIELD"]
     last_data, all_data = last_train.dataset.inter_feat, all_train.dataset.inter_feat
     assert targets_of(model, all_data, uid) == Counter(

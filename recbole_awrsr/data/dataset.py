@@ -12,7 +12,7 @@ class AllTargetsSequentialDataset(SequentialDataset):
     RecBole turns every prefix of a user's history into its own training row. A
     row's window (up to n = ``MAX_ITEM_LIST_LENGTH`` items) plus its target holds up
     to n targets, so for ``train_targets: all`` only every s-th row is kept
-    (s = ``train_stride``, default n), counted back from the user's last training
+    (s = ``train_stride``, default n/2 rounded up), counted back from the user's last training
     row, and the model trains the last s positions of each kept row
     (:func:`recbole_awrsr.model.targets.next_item_targets`). Together the kept rows
     cover each training target exactly once; a target sees at least n - s + 1
