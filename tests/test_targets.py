@@ -29,8 +29,8 @@ def rows_by_user(loader, field):
 
 @pytest.fixture
 def both(tiny_config_dict):
-    cfg = {**tiny_config_dict, "MAX_ITEM_LIST_LENGTH": LONG, "hidden_dropout_prob": 0.0,
-           "attn_dropout_prob": 0.0}
+    cfg = {**tiny_config_dict, "MAX_ITEM_LIST_LENGTH": LONG, "train_stride": LONG,
+           "hidden_dropout_prob": 0.0, "attn_dropout_prob": 0.0}
     last = build("SASRecAWR", config_dict=cfg, train_targets="last")
     every = build("SASRecAWR", config_dict=cfg, train_targets="all")
     return last, every
