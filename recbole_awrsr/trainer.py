@@ -2,7 +2,9 @@
 and a per-epoch training history."""
 
 import functools
+import os
 import time
+import uuid
 
 from recbole.trainer import Trainer
 
@@ -22,6 +24,7 @@ class TimeBudgetExhausted(Exception):
 class PluginTrainerMixin:
     """Applied to every trainer class the plugin hands out (ours and RecBole's).
 
+    * Checkpoint names get a random suffix: RecBole's have one-second resolution.
     * Lets RecBole's trainer read back the checkpoints it wrote itself: they hold
       the pickled ``Config``, which torch >= 2.6 refuses to unpickle by default, so
       every ``saved=True`` run used to die at test time.
@@ -36,6 +39,14 @@ class PluginTrainerMixin:
       ``grad_norm`` is its **mean over the epoch's steps** (``grad_norm_last``: the
       last step's). Recording only reads gradients and clocks: no metric changes.
     """
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        # RecBole names checkpoints by the second, so runs started together (two
+        # terminals, parallel trials, a comparison grid) overwrote each other's file
+        if getattr(self, "saved_model_file", None):
+            stem, ext = os.path.splitext(self.saved_model_file)
+            self.saved_model_file = f"{stem}-{uuid.uuid4().hex[:6]}{ext}"
 
     def _history_enabled(self):
         # an unset key means the default: on

@@ -102,3 +102,13 @@ def test_console_script_and_script_fail_cleanly_on_bad_config(tmp_path, args, fr
         assert fragment in done.stderr
         assert "Traceback" not in done.stderr
         assert not (tmp_path / "saved").exists()
+
+
+def test_trainers_started_in_the_same_second_get_different_checkpoints(tiny_config_dict):
+    from conftest import build
+
+    config, model, _, _, _ = build("SASRecAWR", config_dict=tiny_config_dict)
+    trainer_class = get_trainer(config["MODEL_TYPE"], config["model"])
+    names = {trainer_class(config, model).saved_model_file for _ in range(5)}
+    assert len(names) == 5
+    assert all(name.endswith(".pth") and "SASRecAWR" in name for name in names)
