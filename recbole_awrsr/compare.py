@@ -232,12 +232,28 @@ def _entry(row, alpha):
 
 
 def _row_order(summary):
-    """(model, mechanism) pairs in the order the cells were planned (baselines first)."""
-    seen = []
-    for pair in zip(summary["model"], summary["mechanism"]):
-        if pair not in seen:
-            seen.append(pair)
-    return seen
+    """(model, mechanism) pairs as the paper orders them: baselines, then each backbone.
+
+    Each backbone's rows start with ``none``, then its mechanisms in
+    :data:`~recbole_awrsr.model.refinement.MECHANISMS` order; results merged from
+    several runs come out in the same order.
+    """
+    seen = list(dict.fromkeys(zip(summary["model"], summary["mechanism"])))
+    backbones = list(MODEL_BACKBONES)
+
+    def rank(pair):
+        model, mechanism = pair
+        if model not in MODEL_BACKBONES:
+            return (0, seen.index(pair), 0)
+        order = mechanisms_for(model)
+        return (1, backbones.index(model), order.index(mechanism) if mechanism in order else len(order))
+
+    return sorted(seen, key=rank)
+
+
+def _depth_key(layers):
+    """Sort key of a ``layers`` value read back as text: numerically where it is a number."""
+    return (0, int(layers), "") if str(layers).isdigit() else (1, 0, str(layers))
 
 
 def table2_markdown(summary, layers, alpha):
@@ -261,7 +277,9 @@ def table2_markdown(summary, layers, alpha):
 def table3_markdown(summary, alpha):
     """Table 3: NDCG@5 by number of layers, per dataset."""
     part = summary[(summary["metric"] == TABLE3_METRIC) & (summary["layers"] != NO_MECHANISM)]
-    columns = list(dict.fromkeys(zip(part["dataset"], part["layers"])))
+    datasets = list(dict.fromkeys(part["dataset"]))
+    columns = sorted(dict.fromkeys(zip(part["dataset"], part["layers"])),
+                     key=lambda column: (datasets.index(column[0]), _depth_key(column[1])))
     header = ["model"] + [f"{dataset} L={layers}" for dataset, layers in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     indexed = part.set_index(["dataset", "layers", "model", "mechanism"])
@@ -282,7 +300,7 @@ def tables_markdown(frame, alpha=0.05):
               f"the same backbone with `refine_mechanism: none` (same dataset, layers and seeds); "
               f"`*`: p < {alpha} in a two-sided paired t-test over seeds.")
     parts = ["# Comparison", "", legend, ""]
-    depths = sorted(set(summary["layers"]) - {NO_MECHANISM}, key=lambda s: (len(s), s))
+    depths = sorted(set(summary["layers"]) - {NO_MECHANISM}, key=_depth_key)
     for layers in depths or [NO_MECHANISM]:
         parts += [f"## Table 2 (n_layers = {layers})", "", table2_markdown(summary, layers, alpha), ""]
     if len(depths) > 1:

@@ -166,3 +166,25 @@ def test_keys_the_cells_vary_are_refused(tiny_config_dict, capsys):
 def test_unknown_baseline_fails_before_training(tiny_config_dict, capsys):
     assert main(tiny_argv(tiny_config_dict, "--models", "SASRecAWR", "--baselines", "NoSuchRec")) == 2
     assert "NoSuchRec" in capsys.readouterr().err
+
+
+def test_merged_results_keep_the_papers_order():
+    """Rows from several runs, in any order: baselines, then each backbone with none first;
+    Table 3's depths in numeric order (10 after 2)."""
+    rows = []
+    for layers in ("10", "2"):
+        for model, mechanism in (("STOSAAWR", "stochastic"), ("SASRecAWR", "simple"),
+                                 ("STOSAAWR", "none"), ("GRU4Rec", "-"), ("SASRecAWR", "none")):
+            for seed in ("1", "2"):
+                value = 0.1 + 0.01 * int(seed)
+                rows.append({"dataset": "d", "model": model, "mechanism": mechanism,
+                             "layers": "-" if model == "GRU4Rec" else layers, "seed": seed,
+                             "test_recall@1": value, "test_recall@5": value, "test_ndcg@5": value})
+    text, _ = tables_markdown(pd.DataFrame(rows).drop_duplicates(KEYS))
+    assert text.index("## Table 2 (n_layers = 2)") < text.index("## Table 2 (n_layers = 10)")
+    _, table2 = markdown_rows(text, "## Table 2 (n_layers = 2)")
+    assert list(table2) == ["GRU4Rec", "SASRecAWR", "SASRecAWR + simple", "STOSAAWR",
+                            "STOSAAWR + stochastic"]
+    header, table3 = markdown_rows(text, "## Table 3 (NDCG@5 by n_layers)")
+    assert header == ["model", "d L=2", "d L=10"]
+    assert "GRU4Rec" not in table3
