@@ -364,6 +364,12 @@ def tune_model(args, fixed):
     # best.yaml holds numbers, not strings
     fixed = absolute_paths({key: _parse_value(value) if isinstance(value, str) else value
                             for key, value in fixed.items()})
+    both = sorted(set(params) & set(fixed))
+    if both:
+        raise ConfigurationError(
+            f"{', '.join(both)}: searched in {args.params_file} and fixed with --{both[0]}=...; "
+            f"drop one (e.g. delete the line from a copy of the params file)."
+        )
     # Checked here, with the searched keys at their first values, so that a
     # mistake in the fixed keys fails before Ray starts.
     probe = Config(args.model, args.dataset, list(config_files),

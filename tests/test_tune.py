@@ -109,7 +109,8 @@ def test_tuning_run_writes_trials_and_best_yaml_that_reruns(tiny_config_dict, tm
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     (tmp_path / "heads.hyper").write_text("n_heads choice [1, 2, 3]\n")
-    fixed = {key: value for key, value in tiny_config_dict.items() if key != "checkpoint_dir"}
+    fixed = {key: value for key, value in tiny_config_dict.items()
+             if key not in ("checkpoint_dir", "n_heads")}  # n_heads is searched
     fixed["epochs"] = 3
     argv = ["tune", "--model=SASRecAWR", "--dataset=tiny", "--params_file=heads.hyper",
             "--search", "grid", "--num-samples", "1", "--num-cpus", "2", "--scheduler", "asha",
@@ -161,3 +162,13 @@ def test_configuration_mistake_fails_before_ray_starts(tiny_config_dict, tmp_pat
     assert status == 2
     assert "stochastic" in capsys.readouterr().err
     assert not ray.is_initialized()
+
+
+def test_key_both_searched_and_fixed_is_refused(tiny_config_dict, tmp_path, capsys):
+    from recbole_awrsr.tune import main
+
+    (tmp_path / "p.hyper").write_text("n_layers choice [1, 2]\n")
+    status = main(["--model=SASRecAWR", "--dataset=tiny", "--params_file=p.hyper", "--n_layers=1",
+                   f"--data_path={tiny_config_dict['data_path']}"])
+    assert status == 2
+    assert "n_layers: searched in p.hyper and fixed with --n_layers" in capsys.readouterr().err
