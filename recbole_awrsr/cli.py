@@ -27,6 +27,7 @@ def parse_run_args(argv):
     """Split ``argv`` into (model, dataset, config files, config dict of extra ``--key=value``)."""
     parser = argparse.ArgumentParser(
         prog="recbole-awrsr",
+        allow_abbrev=False,  # --seed=7 is a config key, not an abbreviation of an option
         description="Train and test a recbole_awrsr or RecBole model under the AWRSR protocol. "
         "Any further --key=value sets that RecBole/plugin config key.",
     )

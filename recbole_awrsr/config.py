@@ -21,7 +21,7 @@ def properties_dir():
     for candidate in (here / "properties", here.parent / "properties"):
         if (candidate / "overall.yaml").is_file():
             return candidate
-    raise MissingDatasetError(
+    raise FileNotFoundError(
         f"recbole_awrsr's properties/overall.yaml was found neither in {here / 'properties'} "
         f"nor in {here.parent / 'properties'}: reinstall the package (pip install .)."
     )

@@ -41,8 +41,10 @@ def inverse_positive_variance(var):
 
 @pytest.fixture
 def stosa_config(tiny_config_dict):
-    # dropout on, so that train-mode checks see it; eval-mode checks switch it off
-    return {**tiny_config_dict, "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.1}
+    # dropout on, so that train-mode checks see it; eval-mode checks switch it off.
+    # RecBole's one target per row unless a test asks for `all` (whose negatives are random)
+    return {**tiny_config_dict, "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.1,
+            "train_targets": "last"}
 
 
 # ---------------------------------------------------------------- Gaussians stay valid
@@ -294,7 +296,7 @@ def test_loss_matches_the_formula(stosa_config):
 
 def test_all_targets_loss_is_the_mean_of_prefix_losses(stosa_config):
     _, model, _, _, _ = build("STOSAAWR", config_dict=stosa_config, refine_mechanism="additive",
-                              train_targets="all")
+                              train_targets="all", train_stride=MAX_LEN)
     assert model.train_targets == "all"
     seqs = torch.tensor([[3, 5, 7, 9, 11, 0, 0, 0], [2, 4, 6, 8, 10, 12, 14, 16]])
     lengths = torch.tensor([5, 8])
@@ -355,9 +357,9 @@ def test_short_training_lowers_the_loss(stosa_config, mechanism):
 @pytest.mark.parametrize("model_name,overrides,message", [
     ("STOSA", {"pvn_weight": -0.1}, "pvn_weight"),
     ("STOSAAWR", {"pvn_weight": -1}, "pvn_weight"),
-    ("STOSA", {"train_neg_sample_args": None}, "train_neg_sample_args"),
-    ("STOSAAWR", {"train_neg_sample_args": {"distribution": None, "sample_num": 1}},
-     "train_neg_sample_args"),
+    ("STOSA", {"train_neg_sample_args": None, "train_targets": "last"}, "train_neg_sample_args"),
+    ("STOSAAWR", {"train_neg_sample_args": {"distribution": None, "sample_num": 1},
+                  "train_targets": "last"}, "train_neg_sample_args"),
     ("STOSA", {"loss_type": "CE"}, "loss_type: BPR"),
     ("STOSAAWR", {"refine_mechanism": "triple"}, "refine_mechanism"),
     ("STOSAAWR", {"train_targets": "some"}, "train_targets"),
