@@ -206,6 +206,8 @@ def main(argv=None):
                         help="run only the configurations whose label contains one of these strings")
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite the tables and plot from OUT/records.json, measure nothing")
     args = parser.parse_args(argv)
 
     if args.worker:
@@ -217,6 +219,10 @@ def main(argv=None):
     target, anchor_t, anchor_epoch_s = anchor_curve()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        write_report(json.loads((out / "records.json").read_text()), out, target, anchor_t,
+                     anchor_epoch_s)
+        return 0
     records = []
     for dataset in args.datasets:
         if dataset != "ml-100k" and not (Path(args.data_path) / dataset / f"{dataset}.inter").is_file():
@@ -235,6 +241,7 @@ def main(argv=None):
                       "train_targets": overrides.get("train_targets", "last"), **run_worker(spec)}
             records.append(record)
             tqdm.write(json.dumps({k: v for k, v in record.items() if k != "curve"}))
+    (out / "records.json").write_text(json.dumps(records, indent=1))
     write_report(records, out, target, anchor_t, anchor_epoch_s)
     return 0
 
@@ -272,8 +279,41 @@ def write_report(records, out, target, anchor_t, anchor_epoch_s):
         lines += ["", f"Stock SASRec epoch measured here: {stock:.1f} s; recorded curve: "
                   f"{anchor_epoch_s:.1f} s/epoch, best valid NDCG@10 {target} after {anchor_t:.0f} s, "
                   f"so stock time-to-quality scaled to this run: {anchor_t * scale:.0f} s.", ""]
+    lines += levels_table(records, stock_epoch_scale(frame, anchor_epoch_s))
     (out / "speed.md").write_text("\n".join(lines))
     plot(frame, out)
+
+
+def stock_epoch_scale(frame, anchor_epoch_s):
+    stock = frame[frame.config == "SASRec (RecBole)"].epoch_s
+    return stock.iloc[0] / anchor_epoch_s if len(stock) else 1.0
+
+
+def levels_table(records, scale, levels=(0.0600, 0.0615, 0.0642, 0.0702)):
+    """Seconds each curve needs to first reach given valid NDCG@10 levels, stock's scaled."""
+    curve = json.loads(ANCHOR.read_text())["curve"]
+    runs = [r for r in records if r.get("curve")]
+    if not runs:
+        return []
+
+    def first(points, level):
+        return next((t for t, v in points if v >= level), None)
+
+    stock_points = [(p["t"] * scale, p["valid_ndcg10"]) for p in curve]
+    lines = ["Seconds to first reach a validation NDCG@10 level (stock: recorded curve, scaled; "
+             "ratio = ours / stock):", "",
+             "| level | stock SASRec | " + " | ".join(r["config"] for r in runs) + " |",
+             "|---|---|" + "---|" * len(runs)]
+    for level in levels:
+        stock_t = first(stock_points, level)
+        cells = []
+        for r in runs:
+            t = first([(e[1], e[2]) for e in r["curve"]], level)
+            cells.append("not reached" if t is None else
+                         f"{t:.0f}" + (f" ({t / stock_t:.2f})" if stock_t else ""))
+        lines.append(f"| {level:.4f} | {'never' if stock_t is None else f'{stock_t:.0f}'} | "
+                     + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def plot(frame, out):
