@@ -387,11 +387,14 @@ def test_download_official_url_uses_a_short_timeout(monkeypatch, capsys):
            "(Name or service not known)" in message
 
 
-def test_download_without_pin_stops_with_the_hash_then_converts_with_sha256(tmp_path, capsys):
+def test_download_without_pin_stops_with_the_hash_then_converts_with_sha256(tmp_path, capsys,
+                                                                           monkeypatch):
     import hashlib
 
     from recbole_awrsr.data import download
 
+    url = download.ARCHIVES["ml-1m"].url
+    monkeypatch.setitem(download.ARCHIVES, "ml-1m", download.Archive(url, "ml-1m.zip"))
     payload = _ml1m_zip_bytes(tmp_path)
     digest = hashlib.sha256(payload).hexdigest()
     calls = []
@@ -404,6 +407,26 @@ def test_download_without_pin_stops_with_the_hash_then_converts_with_sha256(tmp_
     assert len(calls) == 1
     assert read_rows("dataset_atomic/ml-1m/ml-1m.inter") == ML_INTER
     assert read_rows("dataset_atomic/ml-1m/ml-1m.item") == ML_ITEM
+
+
+def test_download_checks_the_publishers_md5(tmp_path, monkeypatch):
+    import hashlib
+
+    from recbole_awrsr.data import download
+
+    assert download.ARCHIVES["ml-1m"].md5 == "c4d9eecfca2ab87c1945afe126590906"
+    payload = _ml1m_zip_bytes(tmp_path)
+    # a different archive than GroupLens's: refused and deleted
+    with pytest.raises(download.DownloadError, match="expected c4d9eecf") as failure:
+        download.download("ml-1m", opener=_serving(payload, []))
+    assert "the file was deleted" in str(failure.value)
+    assert os.listdir("dataset_atomic/ml-1m") == []
+    # the same bytes with their own MD5 pinned: converted without a SHA-256
+    url = download.ARCHIVES["ml-1m"].url
+    monkeypatch.setitem(download.ARCHIVES, "ml-1m", download.Archive(
+        url, "ml-1m.zip", md5=hashlib.md5(payload).hexdigest()))
+    download.download("ml-1m", opener=_serving(payload, []))
+    assert read_rows("dataset_atomic/ml-1m/ml-1m.inter") == ML_INTER
 
 
 def test_download_with_wrong_pinned_hash_deletes_the_file(tmp_path, monkeypatch):
