@@ -16,12 +16,12 @@ import argparse
 import datetime
 import os
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass
 
 from recbole_awrsr.errors import ConfigurationError
+from recbole_awrsr.files import write_text_atomic
 
 #: the plugin's backbones and the ``backbone`` name their mechanisms declare
 MODEL_BACKBONES = {"SASRecAWR": "sasrec", "STOSAAWR": "stosa"}
@@ -126,22 +126,6 @@ def run_cell(cell, config_files, keys, out):
     row["seconds"] = round(seconds, 1)
     row["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")
     return row
-
-
-def write_text_atomic(path, text):
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
-    return path
 
 
 def read_results(path):

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 
 from recbole_awrsr.errors import ConfigurationError
+from recbole_awrsr.files import write_text_atomic
 
 #: distribution name -> number of numbers after it (choice takes one list instead)
 DISTRIBUTIONS = {"choice": None, "uniform": 2, "loguniform": 2, "quniform": 3}
@@ -283,22 +284,6 @@ def load_config_files(paths):
         with open(path, encoding="utf-8") as handle:
             merged.update(yaml.load(handle.read(), Loader=loader) or {})
     return merged
-
-
-def write_text_atomic(path, text):
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
-    return path
 
 
 def parse_args(argv):
