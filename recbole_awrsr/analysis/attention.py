@@ -104,7 +104,12 @@ def export_attention(model, item_seq, item_seq_len):
     model.eval()
     try:
         with torch.no_grad():
-            model.forward(item_seq, item_seq_len)
+            # every position of every layer: ``encode`` where the model has it
+            # (its ``forward`` computes only the read-out position in the last layer)
+            if hasattr(model, "encode"):
+                model.encode(item_seq)
+            else:
+                model.forward(item_seq, item_seq_len)
             layers = []
             for module, (inputs, output) in zip(modules, captured):
                 if hasattr(module, "keep_weights"):

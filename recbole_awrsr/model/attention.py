@@ -30,7 +30,14 @@ class RefinedMultiHeadAttention(MultiHeadAttention):
         self.first_order_weights = None
         self.refined_weights = None
 
-    def forward(self, input_tensor, attention_mask):
+    def forward(self, input_tensor, attention_mask, rows=None):
+        """(B, n, d) -> (B, n, d); with ``rows`` (B,) only each sequence's row ``rows[b]``, (B, d).
+
+        The weights are computed for every position either way (the refinement reads
+        every row of A); ``rows`` saves the output projection, LayerNorm and whatever
+        follows for the positions nobody reads (RecBole's ``last`` training and scoring
+        read one position per sequence).
+        """
         batch, length, _ = input_tensor.shape
         heads, head_size = self.num_attention_heads, self.attention_head_size
         query = self.query(input_tensor).view(batch, length, heads, head_size).transpose(1, 2)
@@ -43,10 +50,15 @@ class RefinedMultiHeadAttention(MultiHeadAttention):
         if self.keep_weights:
             self.first_order_weights, self.refined_weights = probs.detach(), weights.detach()
 
+        if rows is not None:
+            picked = torch.arange(batch, device=input_tensor.device)
+            weights = weights[picked, :, rows].unsqueeze(2)  # (B, h, 1, n)
+            input_tensor = input_tensor[picked, rows].unsqueeze(1)  # (B, 1, d)
+            length = 1
         context = torch.matmul(self.attn_dropout(weights), value)
         context = context.transpose(1, 2).reshape(batch, length, self.all_head_size)
-        hidden = self.out_dropout(self.dense(context))
-        return self.LayerNorm(hidden + input_tensor)
+        hidden = self.LayerNorm(self.out_dropout(self.dense(context)) + input_tensor)
+        return hidden if rows is None else hidden.squeeze(1)
 
 
 class FastFeedForward(FeedForward):
@@ -76,8 +88,11 @@ class RefinedTransformerLayer(nn.Module):
             hidden_size, inner_size, hidden_dropout_prob, hidden_act, layer_norm_eps
         )
 
-    def forward(self, hidden_states, attention_mask):
-        return self.feed_forward(self.multi_head_attention(hidden_states, attention_mask))
+    def forward(self, hidden_states, attention_mask, rows=None):
+        """(B, n, d) -> (B, n, d), or (B, d) at position ``rows[b]`` of each sequence."""
+        if rows is None:
+            return self.feed_forward(self.multi_head_attention(hidden_states, attention_mask))
+        return self.feed_forward(self.multi_head_attention(hidden_states, attention_mask, rows=rows))
 
 
 class RefinedTransformerEncoder(nn.Module):
@@ -107,6 +122,16 @@ class RefinedTransformerEncoder(nn.Module):
         if not output_all_encoded_layers:
             outputs.append(hidden_states)
         return outputs
+
+    def forward_at(self, hidden_states, attention_mask, rows):
+        """Last layer's output at position ``rows[b]`` of each sequence: (B, n, d), (B,) -> (B, d).
+
+        Same values as ``forward(...)[-1]`` gathered at ``rows``; the last layer skips
+        the positions nobody reads.
+        """
+        for layer in self.layer[:-1]:
+            hidden_states = layer(hidden_states, attention_mask)
+        return self.layer[-1](hidden_states, attention_mask, rows)
 
     def attention_layers(self):
         """The attention module of every layer, first to last."""

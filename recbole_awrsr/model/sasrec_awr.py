@@ -91,17 +91,25 @@ class SASRecAWR(SASRec):
         else:
             super()._init_weights(module)
 
-    def encode(self, item_seq):
-        """Hidden state at every position: (B, n) item ids -> (B, n, d)."""
+    def embed(self, item_seq):
+        """Encoder input and attention mask: (B, n) item ids -> (B, n, d), (B, 1, n, n)."""
         positions = torch.arange(item_seq.size(1), device=item_seq.device)
         hidden = self.item_embedding(item_seq) + self.position_embedding(positions)
-        hidden = self.dropout(self.LayerNorm(hidden))
-        mask = self.get_attention_mask(item_seq)
+        return self.dropout(self.LayerNorm(hidden)), self.get_attention_mask(item_seq)
+
+    def encode(self, item_seq):
+        """Hidden state at every position: (B, n) item ids -> (B, n, d)."""
+        hidden, mask = self.embed(item_seq)
         return self.trm_encoder(hidden, mask, output_all_encoded_layers=False)[-1]
 
     def forward(self, item_seq, item_seq_len):
-        """Hidden state at each sequence's last item: (B, n), (B,) -> (B, d)."""
-        return self.gather_indexes(self.encode(item_seq), item_seq_len - 1)
+        """Hidden state at each sequence's last item: (B, n), (B,) -> (B, d).
+
+        The same values as ``encode`` gathered at ``item_seq_len - 1``; the last layer
+        only computes that position.
+        """
+        hidden, mask = self.embed(item_seq)
+        return self.trm_encoder.forward_at(hidden, mask, item_seq_len - 1)
 
     def calculate_loss(self, interaction):
         """Training loss of a batch: SASRec's (``last``) or averaged over every target (``all``)."""
