@@ -23,6 +23,20 @@ SUBCOMMANDS = {
 }
 
 
+def config_pairs(parser, extra):
+    """``--key=value`` arguments left over by ``parser`` as a config dict (values still strings).
+
+    Anything else is an error through ``parser`` (exit 2, with the expected form).
+    """
+    pairs = {}
+    for arg in extra:
+        key, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if not key or not sep:
+            parser.error(f"unrecognised argument '{arg}': config keys are given as --key=value")
+        pairs[key] = value
+    return pairs
+
+
 def parse_run_args(argv):
     """Split ``argv`` into (model, dataset, config files, config dict of extra ``--key=value``)."""
     parser = argparse.ArgumentParser(
@@ -40,12 +54,7 @@ def parse_run_args(argv):
     parser.add_argument("--no-save", dest="saved", action="store_false",
                         help="do not write a checkpoint (tests the last epoch's weights)")
     args, extra = parser.parse_known_args(argv)
-    config_dict = {}
-    for arg in extra:
-        key, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
-        if not key or not sep:
-            parser.error(f"unrecognised argument '{arg}': config keys are given as --key=value")
-        config_dict[key] = value
+    config_dict = config_pairs(parser, extra)
     config_files = args.config_files.split() if args.config_files else None
     return args.model, args.dataset, config_files, config_dict, args.saved
 

@@ -20,6 +20,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass
 
+from recbole_awrsr.cli import config_pairs
 from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.files import write_text_atomic
 
@@ -314,12 +315,7 @@ def parse_args(argv):
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     parser.add_argument("--out", default="results", help="output folder (default results)")
     args, extra = parser.parse_known_args(argv)
-    keys = {}
-    for arg in extra:
-        key, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
-        if not key or not sep:
-            parser.error(f"unrecognised argument '{arg}': config keys are given as --key=value")
-        keys[key] = value
+    keys = config_pairs(parser, extra)
     varied = {"seed": "--seeds", "refine_mechanism": "--models/--mechanisms"}
     if args.layers:
         varied["n_layers"] = "--layers"

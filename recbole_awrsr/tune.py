@@ -26,6 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from recbole_awrsr.cli import config_pairs
 from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.files import write_text_atomic
 
@@ -316,12 +317,7 @@ def parse_args(argv):
     parser.add_argument("--no-test", dest="test_best", action="store_false",
                         help="do not train and test the best configuration at the end")
     args, extra = parser.parse_known_args(argv)
-    fixed = {}
-    for arg in extra:
-        key, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
-        if not key or not sep:
-            parser.error(f"unrecognised argument '{arg}': config keys are given as --key=value")
-        fixed[key] = value
+    fixed = config_pairs(parser, extra)
     if args.num_samples < 1:
         parser.error("--num-samples must be at least 1")
     return args, fixed
