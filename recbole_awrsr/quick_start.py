@@ -19,6 +19,20 @@ def log_file_path():
     return None
 
 
+def prepare_data(config):
+    """Seed, start RecBole's logger and build the data for ``config``.
+
+    Returns ``(dataset, train_data, valid_data, test_data)``.
+    """
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(config)
+    data = create_dataset(config)
+    logger.info(data)
+    return (data, *data_preparation(config, data))
+
+
 def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
     """Train, validate and test one model; returns ``(result, trainer)``.
 
@@ -27,14 +41,8 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list,
                     config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    _, train_data, valid_data, test_data = prepare_data(config)
     logger = getLogger()
-    logger.info(config)
-
-    data = create_dataset(config)
-    logger.info(data)
-    train_data, valid_data, test_data = data_preparation(config, data)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model_class = get_model(config["model"])
@@ -169,14 +177,7 @@ def load_data_and_model(model_file):
     """
     checkpoint = load_checkpoint(model_file)
     config = checkpoint["config"]
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    logger = getLogger()
-    logger.info(config)
-
-    data = create_dataset(config)
-    logger.info(data)
-    train_data, valid_data, test_data = data_preparation(config, data)
+    data, train_data, valid_data, test_data = prepare_data(config)
 
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data.dataset).to(config["device"])

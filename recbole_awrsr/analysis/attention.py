@@ -240,11 +240,8 @@ def load_checkpoint_model(model_file):
 
     if not os.path.isfile(model_file):
         raise AnalysisError(f"no checkpoint file '{model_file}'")
-    loaded = load_data_and_model(model_file)
-    # RecBole's Config restores numpy's removed aliases (np.float, ...) that its
-    # metrics still use, but only when constructed: an unpickled one never ran it
-    loaded[0].compatibility_settings()
-    return loaded
+    # (load_data_and_model restores RecBole's numpy aliases on the unpickled config)
+    return load_data_and_model(model_file)
 
 
 def model_name(config):
