@@ -6,7 +6,8 @@
    unpickler; :mod:`recbole_awrsr.trainer` applies them to every trainer class.
 2. Anomaly detection: importing RecBole's SINE switches
    ``torch.autograd.set_detect_anomaly(True)`` on for the whole process (10-24 % of
-   each training step). :func:`disable_anomaly_detection` runs after every model lookup.
+   each training step). :func:`disable_anomaly_detection` runs when
+   ``recbole_awrsr.model`` is imported and after every model lookup.
 3. Negative sampling: RecBole samples one negative by default and then refuses
    ``loss_type: CE`` for sequential models. ``NEG_SAMPLING_BY_LOSS``
    gives the default for each loss; the plugin ``Config`` applies it.

@@ -1,5 +1,8 @@
 """Config: our YAML overlay, the stack fixes, value parsing and early configuration errors."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -111,3 +114,11 @@ def test_stochastic_fails_before_any_data_is_read(tmp_path):
     with pytest.raises(ConfigurationError, match="STOSAAWR"):
         run_recbole_awrsr("SASRecAWR", "nosuch", config_dict={
             "data_path": str(tmp_path), "refine_mechanism": "stochastic"})
+
+
+def test_importing_the_models_leaves_anomaly_detection_off():
+    # a fresh interpreter: in this one RecBole's import side effect has long happened
+    code = ("import torch, recbole_awrsr.model.attention, recbole_awrsr.model; "
+            "print(torch.is_anomaly_enabled())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from recbole.model.layers import FeedForward, MultiHeadAttention
 
+from recbole_awrsr.model.refinement import pick
+
 
 class RefinedMultiHeadAttention(MultiHeadAttention):
     """RecBole's multi-head self-attention with A replaced by ``refinement(A)``.
@@ -33,10 +35,11 @@ class RefinedMultiHeadAttention(MultiHeadAttention):
     def forward(self, input_tensor, attention_mask, rows=None):
         """(B, n, d) -> (B, n, d); with ``rows`` (B,) only each sequence's row ``rows[b]``, (B, d).
 
-        The weights are computed for every position either way (the refinement reads
-        every row of A); ``rows`` saves the output projection, LayerNorm and whatever
-        follows for the positions nobody reads (RecBole's ``last`` training and scoring
-        read one position per sequence).
+        With ``rows`` the output projection, LayerNorm and whatever follows run only
+        at the positions that are read (RecBole's ``last`` training and scoring read
+        one position per sequence). A refinement still reads every row of A (as keys)
+        but forms only the refined rows that are read; with ``none`` only those rows
+        of A are computed at all.
         """
         batch, length, _ = input_tensor.shape
         heads, head_size = self.num_attention_heads, self.attention_head_size
@@ -44,16 +47,22 @@ class RefinedMultiHeadAttention(MultiHeadAttention):
         key = self.key(input_tensor).view(batch, length, heads, head_size).permute(0, 2, 3, 1)
         value = self.value(input_tensor).view(batch, length, heads, head_size).transpose(1, 2)
 
-        scores = torch.matmul(query, key) / self.sqrt_attention_head_size + attention_mask
+        at = rows
+        if rows is not None and self.refinement.is_identity and not self.keep_weights:
+            # Ã = A: the rows nobody reads need not exist
+            query, attention_mask, at = pick(query, rows), pick(attention_mask, rows), None
+        # RecBole's arithmetic, in place (no extra attention-sized buffers)
+        scores = torch.matmul(query, key).div_(self.sqrt_attention_head_size).add_(attention_mask)
         probs = torch.softmax(scores, dim=-1)
-        weights = self.refinement(probs, scores, attention_mask)
         if self.keep_weights:
+            weights = self.refinement(probs, scores, attention_mask)
             self.first_order_weights, self.refined_weights = probs.detach(), weights.detach()
+            weights = pick(weights, at)
+        else:
+            weights = self.refinement(probs, scores, attention_mask, at=at)
 
         if rows is not None:
-            picked = torch.arange(batch, device=input_tensor.device)
-            weights = weights[picked, :, rows].unsqueeze(2)  # (B, h, 1, n)
-            input_tensor = input_tensor[picked, rows].unsqueeze(1)  # (B, 1, d)
+            input_tensor = pick(input_tensor.unsqueeze(1), rows).squeeze(1)  # (B, 1, d)
             length = 1
         context = torch.matmul(self.attn_dropout(weights), value)
         context = context.transpose(1, 2).reshape(batch, length, self.all_head_size)

@@ -8,13 +8,17 @@ again to every refined matrix, so no mechanism lets a position see later items.
 
 Call signature (shared by all mechanisms)::
 
-    refined = mechanism(probs, scores, mask)
+    refined = mechanism(probs, scores, mask, at=None)
 
 * ``probs``  (B, h, n, n): A = softmax(S + M), before attention dropout.
 * ``scores`` (B, h, n, n): the masked logits S + M (only read with ``refine_input: scores``).
 * ``mask``   (B, 1, n, n): additive mask M, 0 where key j <= query i is a real item,
   very negative elsewhere.
-* returns    (B, h, n, n): Ã, which replaces A when the values are summed.
+* ``at``     None, or (B,) query positions: only row ``at[b]`` of each sequence's Ã is
+  wanted (the read-out position). Every row of A is still needed (as keys), but the
+  n^3 products shrink to n^2 ones.
+* returns    (B, h, n, n): Ã, which replaces A when the values are summed; with ``at``,
+  (B, h, 1, n): row ``at[b]`` of it.
 
 Adding a mechanism is one class here and one line in :data:`MECHANISMS`.
 """
@@ -26,6 +30,17 @@ from torch import nn
 
 from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.model.wasserstein import pairwise_squared_wasserstein, positive_variance
+
+
+def pick(matrices, at):
+    """Row ``at[b]`` of each sequence's n x n matrices: (B, c, n, n), (B,) -> (B, c, 1, n).
+
+    ``at = None`` returns ``matrices`` unchanged (every row).
+    """
+    if at is None:
+        return matrices
+    batch = torch.arange(matrices.size(0), device=matrices.device)
+    return matrices[batch, :, at].unsqueeze(2)
 
 
 class Refinement(nn.Module):
@@ -42,6 +57,8 @@ class Refinement(nn.Module):
     matrix_names = ()
     #: which backbones may use it
     backbones = ("sasrec", "stosa")
+    #: True only for ``none``: Ã = A, so a layer may compute just the rows it reads
+    is_identity = False
 
     def __init__(self, n, n_heads, share_heads=True, refine_input="probs"):
         super().__init__()
@@ -67,22 +84,28 @@ class Refinement(nn.Module):
             return probs
         return scores.masked_fill(mask < 0, 0.0)
 
-    def higher_order(self, rows, mask):
+    def higher_order(self, rows, mask, at=None):
         """softmax((rows W_q)(rows W_k)^T / sqrt(n) + M): attention between attention rows.
 
-        Computed as rows (W_q W_k^T) rows^T: the n x n product of the two matrices is
-        formed once per layer, which saves one of three n^3 products per sequence and head.
+        (B, h, n, n) rows and (B, 1, n, n) mask -> (B, h, n, n), or (B, h, 1, n) at ``at``.
+        Computed as rows (W_q W_k^T / sqrt(n)) rows^T: the scaled n x n product is formed
+        once per layer, which saves one of three n^3 products per sequence and head and
+        a pass over the logits.
         """
-        bilinear = self.w_query @ self.w_key.transpose(-1, -2)
-        logits = (rows @ bilinear) @ rows.transpose(-1, -2)
-        return torch.softmax(logits / self.scale + mask, dim=-1)
+        bilinear = (self.w_query @ self.w_key.transpose(-1, -2)) / self.scale
+        logits = (pick(rows, at) @ bilinear) @ rows.transpose(-1, -2)
+        # in place: a product's backward does not need its output, and on CPU a fresh
+        # attention-sized buffer per operation costs more than the arithmetic
+        return torch.softmax(logits.add_(pick(mask, at)), dim=-1)
 
 
 class NoRefinement(Refinement):
     """``none``: Ã = A, the plain backbone."""
 
-    def forward(self, probs, scores, mask):
-        return probs
+    is_identity = True
+
+    def forward(self, probs, scores, mask, at=None):
+        return pick(probs, at)
 
 
 class SimpleRefinement(Refinement):
@@ -90,8 +113,8 @@ class SimpleRefinement(Refinement):
 
     matrix_names = ("w_query", "w_key")
 
-    def forward(self, probs, scores, mask):
-        return self.higher_order(self.source(probs, scores, mask), mask)
+    def forward(self, probs, scores, mask, at=None):
+        return self.higher_order(self.source(probs, scores, mask), mask, at)
 
 
 class ValueRefinement(Refinement):
@@ -109,10 +132,11 @@ class ValueRefinement(Refinement):
         with torch.no_grad():
             self.w_value.copy_(torch.eye(self.n).expand_as(self.w_value))
 
-    def forward(self, probs, scores, mask):
+    def forward(self, probs, scores, mask, at=None):
         rows = self.source(probs, scores, mask)
-        refined = self.higher_order(rows, mask) @ (rows @ self.w_value)
-        return refined.masked_fill(mask < 0, 0.0)
+        # (simple(A) A) W_v: with ``at`` both products are n^2, not n^3
+        refined = (self.higher_order(rows, mask, at) @ rows) @ self.w_value
+        return refined.masked_fill_(pick(mask, at) < 0, 0.0)
 
 
 class AdditiveRefinement(Refinement):
@@ -120,8 +144,9 @@ class AdditiveRefinement(Refinement):
 
     matrix_names = ("w_query", "w_key")
 
-    def forward(self, probs, scores, mask):
-        return 0.5 * (probs + self.higher_order(self.source(probs, scores, mask), mask))
+    def forward(self, probs, scores, mask, at=None):
+        higher = self.higher_order(self.source(probs, scores, mask), mask, at)
+        return torch.lerp(pick(probs, at), higher, 0.5)  # (A + simple(A)) / 2 in one pass
 
 
 class StochasticRefinement(Refinement):
@@ -133,12 +158,12 @@ class StochasticRefinement(Refinement):
     matrix_names = ("w_mean", "w_cov")
     backbones = ("stosa",)
 
-    def forward(self, probs, scores, mask):
+    def forward(self, probs, scores, mask, at=None):
         rows = self.source(probs, scores, mask)
         mean = rows @ self.w_mean
         cov = positive_variance(rows @ self.w_cov)  # ELU + 1, kept strictly positive
-        dist = pairwise_squared_wasserstein(mean, cov, mean, cov)
-        return torch.softmax(-dist / self.scale + mask, dim=-1)
+        dist = pairwise_squared_wasserstein(pick(mean, at), pick(cov, at), mean, cov)
+        return torch.softmax(-dist / self.scale + pick(mask, at), dim=-1)
 
 
 #: ``refine_mechanism`` value -> mechanism class
