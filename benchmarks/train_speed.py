@@ -198,7 +198,9 @@ def main(argv=None):
     parser.add_argument("--datasets", nargs="+", default=["ml-100k", "ml-1m"])
     parser.add_argument("--data-path", default="dataset_atomic", help="folder of converted datasets")
     parser.add_argument("--batches", type=int, default=6, help="timed batches per `last` row")
-    parser.add_argument("--all-epochs", type=int, default=2, help="timed epochs per `all` row")
+    parser.add_argument("--all-epochs", type=int, default=3, help="timed epochs per `all` row")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="rounds over all rows; each row reports its fastest round")
     parser.add_argument("--quality-budget", type=float, default=240.0,
                         help="seconds of training per time-to-quality run before giving up")
     parser.add_argument("--no-quality", action="store_true", help="skip time-to-quality")
@@ -232,15 +234,34 @@ def main(argv=None):
         if args.only:
             rows = [row for row in rows if row[0] == "SASRec (RecBole)"
                     or any(part in row[0] for part in args.only)]
-        for label, model, overrides, quality in tqdm(rows, desc=dataset):
+        # rounds: every row once per round, so slow spells of the shared machine hit
+        # all rows alike; each row keeps its fastest round (and the spread)
+        measured = {}
+        jobs = [(r, row) for r in range(args.repeats) for row in rows]
+        for repeat, (label, model, overrides, quality) in tqdm(jobs, desc=dataset):
             spec = {"model": model, "dataset": dataset, "overrides": overrides,
                     "data_path": os.path.abspath(args.data_path), "batches": args.batches,
-                    "all_epochs": args.all_epochs, "quality": quality, "target": target,
-                    "max_epochs": 1000, "quality_budget": args.quality_budget}
+                    "all_epochs": args.all_epochs, "quality": quality and repeat == 0,
+                    "target": target, "max_epochs": 1000, "quality_budget": args.quality_budget}
+            result = run_worker(spec)
+            tqdm.write(json.dumps({"config": label, "round": repeat,
+                                   **{k: v for k, v in result.items() if k != "curve"}}))
+            measured.setdefault(label, []).append((overrides, result))
+        for label, results in measured.items():
+            overrides = results[0][0]
+            timed = [r for _, r in results if "epoch_s" in r]
             record = {"dataset": dataset, "config": label,
-                      "train_targets": overrides.get("train_targets", "last"), **run_worker(spec)}
+                      "train_targets": overrides.get("train_targets", "last")}
+            if not timed:
+                records.append({**record, **results[0][1]})
+                continue
+            fastest = min(timed, key=lambda r: r["epoch_s"])
+            record.update({k: v for k, v in fastest.items()
+                           if k not in ("ttq_s", "ttq_epochs", "best_ndcg10", "curve")})
+            record.update({k: v for k, v in results[0][1].items()
+                           if k in ("ttq_s", "ttq_epochs", "best_ndcg10", "curve")})
+            record["epoch_s_rounds"] = [round(r["epoch_s"], 2) for r in timed]
             records.append(record)
-            tqdm.write(json.dumps({k: v for k, v in record.items() if k != "curve"}))
     (out / "records.json").write_text(json.dumps(records, indent=1))
     write_report(records, out, target, anchor_t, anchor_epoch_s)
     return 0
@@ -260,7 +281,7 @@ def write_report(records, out, target, anchor_t, anchor_epoch_s):
                 if (part.config == f"SASRecAWR none {t}").any()}
         scale = stock / anchor_epoch_s
         lines += [f"### {dataset}", "",
-                  "| configuration | rows/s | targets/s | s/epoch | speed-up vs stock | cost vs none (same targets) | peak MB | best valid NDCG@10 | time-to-quality s | vs stock (scaled) |",
+                  "| configuration | rows/s | targets/s | s/epoch (each round) | speed-up vs stock | cost vs none (same targets) | peak MB | best valid NDCG@10 | time-to-quality s | vs stock (scaled) |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for _, r in part.iterrows():
             vs_none = (r.epoch_s / none[r.train_targets] - 1
@@ -272,8 +293,11 @@ def write_report(records, out, target, anchor_t, anchor_epoch_s):
             best_text = f"{best:.4f}" if isinstance(best, float) and best == best else ""
             if best_text and not ttq_text:
                 ttq_text = "not reached"
+            rounds = r.get("epoch_s_rounds")
+            spread = (" (" + ", ".join(f"{x:.1f}" for x in rounds) + ")"
+                      if isinstance(rounds, list) and len(rounds) > 1 else "")
             lines.append(
-                f"| {r.config} | {r.rows_per_s:.0f} | {r.targets_per_s:.0f} | {r.epoch_s:.1f} | "
+                f"| {r.config} | {r.rows_per_s:.0f} | {r.targets_per_s:.0f} | {r.epoch_s:.1f}{spread} | "
                 f"{stock / r.epoch_s:.2f}x | {'' if vs_none != vs_none else f'{vs_none:+.1%}'} | "
                 f"{r.peak_mem_mb:.0f} | {best_text} | {ttq_text} | {ratio} |")
         lines.append("")

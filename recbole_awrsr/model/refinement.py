@@ -20,6 +20,11 @@ Call signature (shared by all mechanisms)::
 * returns    (B, h, n, n): Ã, which replaces A when the values are summed; with ``at``,
   (B, h, 1, n): row ``at[b]`` of it.
 
+A batch may also come trimmed to its first L <= n positions (right-padded rows
+shorter than L lose only padding). Row i of A is zero beyond key i, so only the
+first L rows of each n x n matrix take part, and the result is exactly the
+untrimmed one restricted to those positions.
+
 Adding a mechanism is one class here and one line in :data:`MECHANISMS`.
 """
 
@@ -92,7 +97,9 @@ class Refinement(nn.Module):
         once per layer, which saves one of three n^3 products per sequence and head and
         a pass over the logits.
         """
-        bilinear = (self.w_query @ self.w_key.transpose(-1, -2)) / self.scale
+        length = rows.size(-1)
+        bilinear = (self.w_query[..., :length, :] @ self.w_key[..., :length, :].transpose(-1, -2))
+        bilinear = bilinear / self.scale
         logits = (pick(rows, at) @ bilinear) @ rows.transpose(-1, -2)
         # in place: a product's backward does not need its output, and on CPU a fresh
         # attention-sized buffer per operation costs more than the arithmetic
@@ -135,7 +142,8 @@ class ValueRefinement(Refinement):
     def forward(self, probs, scores, mask, at=None):
         rows = self.source(probs, scores, mask)
         # (simple(A) A) W_v: with ``at`` both products are n^2, not n^3
-        refined = (self.higher_order(rows, mask, at) @ rows) @ self.w_value
+        length = rows.size(-1)
+        refined = (self.higher_order(rows, mask, at) @ rows) @ self.w_value[..., :length, :length]
         return refined.masked_fill_(pick(mask, at) < 0, 0.0)
 
 
@@ -160,8 +168,9 @@ class StochasticRefinement(Refinement):
 
     def forward(self, probs, scores, mask, at=None):
         rows = self.source(probs, scores, mask)
-        mean = rows @ self.w_mean
-        cov = positive_variance(rows @ self.w_cov)  # ELU + 1, kept strictly positive
+        length = rows.size(-1)  # a row's Gaussian keeps all n dimensions
+        mean = rows @ self.w_mean[..., :length, :]
+        cov = positive_variance(rows @ self.w_cov[..., :length, :])  # ELU + 1, kept strictly positive
         dist = pairwise_squared_wasserstein(pick(mean, at), pick(cov, at), mean, cov)
         return torch.softmax(-dist / self.scale + pick(mask, at), dim=-1)
 

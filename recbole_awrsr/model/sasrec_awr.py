@@ -19,6 +19,7 @@ from recbole_awrsr.model.targets import (
     sample_negatives,
     train_stride,
 )
+from recbole_awrsr.model.trimming import length_groups, reassemble, select
 
 LOSS_TYPES = ("CE", "BPR")
 
@@ -34,7 +35,8 @@ class SASRecAWR(SASRec):
     additive), ``refine_share_heads``, ``refine_input`` (probs | scores),
     ``train_targets`` (last: RecBole's one target per prefix row; all: a target at
     every position of each user's windows, see :mod:`recbole_awrsr.model.targets`),
-    ``train_stride``.
+    ``train_stride``, ``length_groups`` (rows of a batch are run in this many groups
+    of similar length, each cut to its longest row: padding costs nothing).
     """
 
     handles_all_targets = True
@@ -56,6 +58,7 @@ class SASRecAWR(SASRec):
         self.refine_mechanism = config["refine_mechanism"]
         self.train_targets = config["train_targets"]
         self.train_stride = train_stride(config)
+        self.length_groups = config["length_groups"] or 1
 
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
         self.position_embedding = nn.Embedding(self.max_seq_length, self.hidden_size)
@@ -80,6 +83,13 @@ class SASRecAWR(SASRec):
         """Reject settings this model cannot train with, before any data is loaded."""
         check_refinement_config(config, backbone="sasrec")
         check_train_targets(config)
+        groups = config["length_groups"]
+        if groups is not None and (not isinstance(groups, int) or isinstance(groups, bool)
+                                   or groups < 1):
+            raise ConfigurationError(
+                f"length_groups must be a positive integer, got {groups!r}: 1 cuts each batch "
+                f"to its longest row, k > 1 sorts the rows by length into k groups first."
+            )
         if config["loss_type"] not in LOSS_TYPES:
             raise ConfigurationError(
                 f"Unknown loss_type '{config['loss_type']}' for {config['model']}: use CE or BPR."
@@ -97,10 +107,28 @@ class SASRecAWR(SASRec):
         hidden = self.item_embedding(item_seq) + self.position_embedding(positions)
         return self.dropout(self.LayerNorm(hidden)), self.get_attention_mask(item_seq)
 
+    def _groups(self, item_seq_len):
+        """Row groups cut to their longest row (:mod:`recbole_awrsr.model.trimming`).
+
+        Whole, uncut batches while attention weights are being kept, so that the
+        kept (B, h, n, n) matrices cover the batch.
+        """
+        if any(layer.keep_weights for layer in self.trm_encoder.attention_layers()):
+            return [(None, self.max_seq_length)]
+        return length_groups(item_seq_len, self.length_groups)
+
     def encode(self, item_seq):
-        """Hidden state at every position: (B, n) item ids -> (B, n, d)."""
-        hidden, mask = self.embed(item_seq)
-        return self.trm_encoder(hidden, mask, output_all_encoded_layers=False)[-1]
+        """Hidden state at every position: (B, n) item ids -> (B, n, d).
+
+        Positions after a row's last item are padding: their values mean nothing
+        (zero where the batch was cut short).
+        """
+        groups = self._groups((item_seq > 0).sum(1))
+        parts = []
+        for rows, length in groups:
+            hidden, mask = self.embed(select(item_seq, rows)[:, :length])
+            parts.append(self.trm_encoder(hidden, mask, output_all_encoded_layers=False)[-1])
+        return reassemble(parts, groups, width=item_seq.size(1))
 
     def forward(self, item_seq, item_seq_len):
         """Hidden state at each sequence's last item: (B, n), (B,) -> (B, d).
@@ -108,8 +136,12 @@ class SASRecAWR(SASRec):
         The same values as ``encode`` gathered at ``item_seq_len - 1``; the last layer
         only computes that position.
         """
-        hidden, mask = self.embed(item_seq)
-        return self.trm_encoder.forward_at(hidden, mask, item_seq_len - 1)
+        groups = self._groups(item_seq_len)
+        parts = []
+        for rows, length in groups:
+            hidden, mask = self.embed(select(item_seq, rows)[:, :length])
+            parts.append(self.trm_encoder.forward_at(hidden, mask, select(item_seq_len, rows) - 1))
+        return reassemble(parts, groups)
 
     def calculate_loss(self, interaction):
         """Training loss of a batch: SASRec's (``last``) or averaged over every target (``all``)."""
