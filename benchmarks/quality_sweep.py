@@ -34,7 +34,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from train_speed import COMMON, anchor_curve, prepare  # noqa: E402
+from train_speed import ANCHOR, COMMON, anchor_curve, prepare  # noqa: E402
+
+# epochs from which a curve is taken to have levelled off (the recorded stock curve
+# first reaches its later range, 0.060-0.070, at epoch 6-8)
+PLATEAU_FROM = 8
 
 # grid keys -> config keys
 KEYS = {"lr": "learning_rate", "batch": "train_batch_size", "stride": "train_stride",
@@ -107,7 +111,11 @@ def main(argv=None):
     parser.add_argument("--data-path", default="dataset_atomic")
     parser.add_argument("--out", default=str(HERE / "results" / "quality-sweep"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--report-only", action="store_true", help="rewrite OUT/sweep.md and the plot")
     args = parser.parse_args(argv)
+    if args.report_only:
+        report(json.loads((Path(args.out) / "runs.json").read_text()), Path(args.out))
+        return 0
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
@@ -144,21 +152,36 @@ def report(runs, out):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    import statistics
+
     target = anchor_curve()[0]
+    stock = [p["valid_ndcg10"] for p in json.loads(ANCHOR.read_text())["curve"]]
     levels = (0.0642, 0.0670, target)
-    lines = ["| setting | seed | epochs | best valid NDCG@10 (epoch) | "
+
+    def plateau(values):
+        """Mean and standard deviation of valid NDCG@10 from epoch PLATEAU_FROM on."""
+        tail = values[PLATEAU_FROM - 1:]
+        return f"{statistics.mean(tail):.4f} ± {statistics.stdev(tail):.4f}" if len(tail) > 1 else ""
+
+    lines = [f"| setting | seed | epochs | best valid NDCG@10 (epoch) | plateau: mean ± sd, epochs {PLATEAU_FROM}+ | "
              + " | ".join(f"first epoch >= {level:.4f}" for level in levels) + " |",
-             "|---|---|---|---|" + "---|" * len(levels)]
+             "|---|---|---|---|---|" + "---|" * len(levels)]
+    best_stock = max(range(len(stock)), key=stock.__getitem__)
+    lines.append(f"| stock SASRec (recorded, `last`) | 2020 | {len(stock)} | {stock[best_stock]:.4f} "
+                 f"({best_stock + 1}) | {plateau(stock)} | "
+                 + " | ".join(next((str(i + 1) for i, v in enumerate(stock) if v >= level), "never")
+                              for level in levels) + " |")
     fig, ax = plt.subplots(figsize=(9, 5))
     for run in runs:
         if "curve" not in run:
-            lines.append(f"| {run['setting']} | {run['seed']} | failed: {run.get('error')} |")
+            lines.append(f"| {run['setting']} | {run['seed']} | failed: {run.get('error')} | | | | | |")
             continue
         curve = run["curve"]
         best = max(curve, key=lambda p: p[2])
         firsts = [next((str(p[0] + 1) for p in curve if p[2] >= level), "never") for level in levels]
         lines.append(f"| {run['setting']} | {run['seed']} | {len(curve)} | "
-                     f"{best[2]:.4f} ({best[0] + 1}) | " + " | ".join(firsts) + " |")
+                     f"{best[2]:.4f} ({best[0] + 1}) | {plateau([p[2] for p in curve])} | "
+                     + " | ".join(firsts) + " |")
         ax.plot([p[0] + 1 for p in curve], [p[2] for p in curve], lw=1,
                 label=f"{run['setting']} s{run['seed']}")
     ax.axhline(target, color="black", ls="--", lw=1, label=f"stock best {target}")
