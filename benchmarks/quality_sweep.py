@@ -34,7 +34,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from train_speed import ANCHOR, COMMON, anchor_curve, prepare  # noqa: E402
+from train_speed import ANCHOR, COMMON, anchor_curve, prepare, train_and_validate  # noqa: E402
 
 # epochs from which a curve is taken to have levelled off (the recorded stock curve
 # first reaches its later range, 0.060-0.070, at epoch 6-8)
@@ -77,14 +77,8 @@ def worker(spec):
          "data_path": spec["data_path"]})
     started, curve = time.perf_counter(), []
     for epoch in range(spec["epochs"]):
-        model.train()
-        for batch in train_data:
-            trainer.optimizer.zero_grad()
-            model.calculate_loss(batch).backward()
-            trainer.optimizer.step()
-        with torch.no_grad():
-            _, valid = trainer._valid_epoch(valid_data)
-        curve.append([epoch, round(time.perf_counter() - started, 2), valid["ndcg@10"]])
+        ndcg = train_and_validate(trainer, model, train_data, valid_data)
+        curve.append([epoch, round(time.perf_counter() - started, 2), ndcg])
     return {"curve": curve}
 
 
