@@ -83,3 +83,43 @@ def test_bad_length_groups_fail_before_training(tiny_config_dict, value):
     with pytest.raises(ConfigurationError, match="length_groups"):
         Config(model="SASRecAWR", dataset="tiny",
                config_dict={**tiny_config_dict, "length_groups": value})
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_last_layer_from_the_first_read_position_keeps_the_read_outputs(tiny_config_dict,
+                                                                        mechanism):
+    _, model, _, _, _ = build("SASRecAWR", config_dict=tiny_config_dict,
+                              refine_mechanism=mechanism, length_groups=2)
+    model.eval()
+    seqs, lengths = random_sequences(8, MAX_LEN, model.n_items, seed=6, min_len=2)
+    read_from = lengths - 3  # the last three positions of each row, as with train_stride 3
+    with torch.no_grad():
+        full = model.encode(seqs)
+        partial = model.encode(seqs, read_from)
+    for row, (first, length) in enumerate(zip(read_from.tolist(), lengths.tolist())):
+        first = max(first, 0)
+        assert torch.allclose(partial[row, first:length], full[row, first:length], atol=1e-5)
+    # work is really skipped: a group starts at its rows' smallest first read position,
+    # so at least the rows that set it have no zeros there, and some others do
+    skipped = [bool((partial[row, :f] == 0).all()) for row, f in enumerate(read_from.tolist())
+               if f > 0]
+    assert any(skipped)
+
+
+@pytest.mark.parametrize("mechanism", ["none", "additive"])
+def test_all_targets_loss_with_a_short_stride_is_the_full_encoders(tiny_config_dict, mechanism):
+    from recbole_awrsr.model.targets import next_item_targets
+
+    _, model, train_data, _, _ = build("SASRecAWR", config_dict=tiny_config_dict,
+                                       refine_mechanism=mechanism, train_targets="all",
+                                       train_stride=2)
+    model.eval()
+    batch = next(iter(train_data))
+    seqs, lengths = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+    assert (lengths > 2).any()  # some rows skip positions in the last layer
+    targets = next_item_targets(seqs, lengths, batch[model.POS_ITEM_ID], 2)
+    real = targets > 0
+    with torch.no_grad():
+        logits = model.encode(seqs)[real] @ model.item_embedding.weight.t()  # every position
+        expected = torch.nn.functional.cross_entropy(logits, targets[real])
+        assert torch.allclose(model.calculate_loss(batch), expected, atol=1e-6)

@@ -33,11 +33,13 @@ class RefinedMultiHeadAttention(MultiHeadAttention):
         self.refined_weights = None
 
     def forward(self, input_tensor, attention_mask, rows=None):
-        """(B, n, d) -> (B, n, d); with ``rows`` (B,) only each sequence's row ``rows[b]``, (B, d).
+        """(B, n, d) -> (B, n, d); only the positions that are read with ``rows``.
 
-        With ``rows`` the output projection, LayerNorm and whatever follows run only
-        at the positions that are read (RecBole's ``last`` training and scoring read
-        one position per sequence). A refinement still reads every row of A (as keys)
+        ``rows``: (B,) positions, one per sequence -> (B, d); or a ``slice`` of
+        positions -> (B, q, d). With ``rows`` the output projection, LayerNorm and
+        whatever follows run only at the positions that are read (RecBole's ``last``
+        training and scoring read one position per sequence, ``train_targets: all``
+        the trained positions at the end of each window). A refinement still reads every row of A (as keys)
         but forms only the refined rows that are read; with ``none`` only those rows
         of A are computed at all.
         """
@@ -62,12 +64,12 @@ class RefinedMultiHeadAttention(MultiHeadAttention):
             weights = self.refinement(probs, scores, attention_mask, at=at)
 
         if rows is not None:
-            input_tensor = pick(input_tensor.unsqueeze(1), rows).squeeze(1)  # (B, 1, d)
-            length = 1
+            input_tensor = pick(input_tensor.unsqueeze(1), rows).squeeze(1)  # (B, q, d)
+            length = input_tensor.size(1)
         context = torch.matmul(self.attn_dropout(weights), value)
         context = context.transpose(1, 2).reshape(batch, length, self.all_head_size)
         hidden = self.LayerNorm(self.out_dropout(self.dense(context)) + input_tensor)
-        return hidden if rows is None else hidden.squeeze(1)
+        return hidden.squeeze(1) if torch.is_tensor(rows) else hidden
 
 
 class FastFeedForward(FeedForward):
@@ -133,10 +135,11 @@ class RefinedTransformerEncoder(nn.Module):
         return outputs
 
     def forward_at(self, hidden_states, attention_mask, rows):
-        """Last layer's output at position ``rows[b]`` of each sequence: (B, n, d), (B,) -> (B, d).
+        """Last layer's output at the positions that are read.
 
-        Same values as ``forward(...)[-1]`` gathered at ``rows``; the last layer skips
-        the positions nobody reads.
+        ``rows``: (B,) one position per sequence, (B, n, d) -> (B, d); or a ``slice``,
+        (B, n, d) -> (B, q, d). Same values as ``forward(...)[-1]`` at those positions;
+        the last layer skips the positions nobody reads.
         """
         for layer in self.layer[:-1]:
             hidden_states = layer(hidden_states, attention_mask)

@@ -14,11 +14,11 @@ Call signature (shared by all mechanisms)::
 * ``scores`` (B, h, n, n): the masked logits S + M (only read with ``refine_input: scores``).
 * ``mask``   (B, 1, n, n): additive mask M, 0 where key j <= query i is a real item,
   very negative elsewhere.
-* ``at``     None, or (B,) query positions: only row ``at[b]`` of each sequence's Ã is
-  wanted (the read-out position). Every row of A is still needed (as keys), but the
-  n^3 products shrink to n^2 ones.
+* ``at``     None, (B,) query positions or a ``slice`` of positions: only those rows
+  of Ã are wanted (see :func:`pick`). Every row of A is still needed (as keys), but
+  the n^3 products shrink to q n^2 ones for q wanted rows.
 * returns    (B, h, n, n): Ã, which replaces A when the values are summed; with ``at``,
-  (B, h, 1, n): row ``at[b]`` of it.
+  (B, h, 1, n) (row ``at[b]`` of it) or (B, h, q, n) (the rows of the slice).
 
 A batch may also come trimmed to its first L <= n positions (right-padded rows
 shorter than L lose only padding). Row i of A is zero beyond key i, so only the
@@ -38,12 +38,16 @@ from recbole_awrsr.model.wasserstein import pairwise_squared_wasserstein, positi
 
 
 def pick(matrices, at):
-    """Row ``at[b]`` of each sequence's n x n matrices: (B, c, n, n), (B,) -> (B, c, 1, n).
+    """The rows that are read of each sequence's (c, n, m) matrices.
 
-    ``at = None`` returns ``matrices`` unchanged (every row).
+    ``at``: None (every row, ``matrices`` itself); a (B,) tensor, row ``at[b]`` of
+    sequence b: (B, c, n, m) -> (B, c, 1, m); or a ``slice`` of rows, the same for
+    every sequence: (B, c, n, m) -> (B, c, q, m).
     """
     if at is None:
         return matrices
+    if isinstance(at, slice):
+        return matrices[:, :, at]
     batch = torch.arange(matrices.size(0), device=matrices.device)
     return matrices[batch, :, at].unsqueeze(2)
 

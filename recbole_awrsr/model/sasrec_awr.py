@@ -1,6 +1,7 @@
 """SASRecAWR: RecBole's SASRec with attention weight refinement in every layer."""
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.loss import BPRLoss
@@ -117,17 +118,26 @@ class SASRecAWR(SASRec):
             return [(None, self.max_seq_length)]
         return length_groups(item_seq_len, self.length_groups)
 
-    def encode(self, item_seq):
+    def encode(self, item_seq, read_from=None):
         """Hidden state at every position: (B, n) item ids -> (B, n, d).
 
         Positions after a row's last item are padding: their values mean nothing
-        (zero where the batch was cut short).
+        (zero where the batch was cut short). ``read_from`` (B,): the first position
+        whose output is read in each row; the last layer then skips the positions
+        before it in every row of a group (they stay zero), as ``train_targets: all``
+        reads only each window's last ``train_stride`` positions.
         """
         groups = self._groups((item_seq > 0).sum(1))
         parts = []
         for rows, length in groups:
             hidden, mask = self.embed(select(item_seq, rows)[:, :length])
-            parts.append(self.trm_encoder(hidden, mask, output_all_encoded_layers=False)[-1])
+            start = 0 if read_from is None else int(select(read_from, rows).min().clamp(min=0))
+            if start == 0:
+                out = self.trm_encoder(hidden, mask, output_all_encoded_layers=False)[-1]
+            else:
+                out = F.pad(self.trm_encoder.forward_at(hidden, mask, slice(start, None)),
+                            (0, 0, start, 0))
+            parts.append(out)
         return reassemble(parts, groups, width=item_seq.size(1))
 
     def forward(self, item_seq, item_seq_len):
@@ -151,8 +161,9 @@ class SASRecAWR(SASRec):
         targets = next_item_targets(item_seq, interaction[self.ITEM_SEQ_LEN],
                                     interaction[self.POS_ITEM_ID], self.train_stride)
         real = targets > 0
-        # only real positions are scored: padding costs no logits
-        hidden = self.encode(item_seq)[real]  # (T, d)
+        # only the trained positions are computed in the last layer and scored
+        read_from = interaction[self.ITEM_SEQ_LEN] - self.train_stride
+        hidden = self.encode(item_seq, read_from)[real]  # (T, d)
         positives = targets[real]  # (T,)
         if self.loss_type == "CE":
             logits = hidden @ self.item_embedding.weight.t()  # (T, |I|)
