@@ -76,7 +76,7 @@ def manual_steps(dataset, output_dir="dataset_atomic"):
             f"{dataset} {os.path.join(folder, argument)} --output-dir {output_dir}`.")
 
 
-def sha256_of(path, algorithm="sha256"):
+def file_digest(path, algorithm="sha256"):
     """Hex digest (SHA-256 unless told) of a file, read in chunks."""
     digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
@@ -123,10 +123,10 @@ def download(dataset, output_dir="dataset_atomic", sha256=None, timeout=DEFAULT_
             reason = getattr(error, "reason", None) or error
             raise DownloadError(f"cannot download {archive.url} ({reason}). "
                                 f"{manual_steps(dataset, output_dir)}") from None
-    actual = sha256_of(target)
+    actual = file_digest(target)
     expected = (sha256 or archive.sha256 or "").lower()
     if not expected and archive.md5:
-        actual_md5 = sha256_of(target, "md5")
+        actual_md5 = file_digest(target, "md5")
         if actual_md5 != archive.md5:
             os.remove(target)
             raise DownloadError(f"{archive.url} has MD5 {actual_md5}, expected {archive.md5} "

@@ -39,9 +39,9 @@ class RefinedMultiHeadAttention(MultiHeadAttention):
         positions -> (B, q, d). With ``rows`` the output projection, LayerNorm and
         whatever follows run only at the positions that are read (RecBole's ``last``
         training and scoring read one position per sequence, ``train_targets: all``
-        the trained positions at the end of each window). A refinement still reads every row of A (as keys)
-        but forms only the refined rows that are read; with ``none`` only those rows
-        of A are computed at all.
+        the trained positions at the end of each window). A refinement still reads
+        every row of A (as keys) but forms only the refined rows that are read; with
+        ``none`` only those rows of A are computed at all.
         """
         batch, length, _ = input_tensor.shape
         heads, head_size = self.num_attention_heads, self.attention_head_size
@@ -100,8 +100,10 @@ class RefinedTransformerLayer(nn.Module):
         )
 
     def forward(self, hidden_states, attention_mask, rows=None):
-        """(B, n, d) -> (B, n, d), or (B, d) at position ``rows[b]`` of each sequence."""
+        """(B, n, d) -> (B, n, d), or only the positions ``rows`` names (see the attention)."""
         if rows is None:
+            # the call RecBole's layers make: forward hooks (analysis.attention) see
+            # exactly (hidden_states, attention_mask), no None to detach
             return self.feed_forward(self.multi_head_attention(hidden_states, attention_mask))
         return self.feed_forward(self.multi_head_attention(hidden_states, attention_mask, rows=rows))
 

@@ -20,7 +20,7 @@ from recbole_awrsr.model.targets import (
     sample_negatives,
     train_stride,
 )
-from recbole_awrsr.model.trimming import length_groups, reassemble, select
+from recbole_awrsr.model.trimming import check_length_groups, length_groups, reassemble, select
 
 LOSS_TYPES = ("CE", "BPR")
 
@@ -84,13 +84,7 @@ class SASRecAWR(SASRec):
         """Reject settings this model cannot train with, before any data is loaded."""
         check_refinement_config(config, backbone="sasrec")
         check_train_targets(config)
-        groups = config["length_groups"]
-        if groups is not None and (not isinstance(groups, int) or isinstance(groups, bool)
-                                   or groups < 1):
-            raise ConfigurationError(
-                f"length_groups must be a positive integer, got {groups!r}: 1 cuts each batch "
-                f"to its longest row, k > 1 sorts the rows by length into k groups first."
-            )
+        check_length_groups(config)
         if config["loss_type"] not in LOSS_TYPES:
             raise ConfigurationError(
                 f"Unknown loss_type '{config['loss_type']}' for {config['model']}: use CE or BPR."
@@ -118,6 +112,11 @@ class SASRecAWR(SASRec):
             return [(None, self.max_seq_length)]
         return length_groups(item_seq_len, self.length_groups)
 
+    def _embed_groups(self, item_seq, groups):
+        """Per row group: its batch indices and :meth:`embed` of its rows cut to its length."""
+        for rows, length in groups:
+            yield (rows, *self.embed(select(item_seq, rows)[:, :length]))
+
     def encode(self, item_seq, read_from=None):
         """Hidden state at every position: (B, n) item ids -> (B, n, d).
 
@@ -129,8 +128,7 @@ class SASRecAWR(SASRec):
         """
         groups = self._groups((item_seq > 0).sum(1))
         parts = []
-        for rows, length in groups:
-            hidden, mask = self.embed(select(item_seq, rows)[:, :length])
+        for rows, hidden, mask in self._embed_groups(item_seq, groups):
             start = 0 if read_from is None else int(select(read_from, rows).min().clamp(min=0))
             if start == 0:
                 out = self.trm_encoder(hidden, mask, output_all_encoded_layers=False)[-1]
@@ -147,10 +145,8 @@ class SASRecAWR(SASRec):
         only computes that position.
         """
         groups = self._groups(item_seq_len)
-        parts = []
-        for rows, length in groups:
-            hidden, mask = self.embed(select(item_seq, rows)[:, :length])
-            parts.append(self.trm_encoder.forward_at(hidden, mask, select(item_seq_len, rows) - 1))
+        parts = [self.trm_encoder.forward_at(hidden, mask, select(item_seq_len, rows) - 1)
+                 for rows, hidden, mask in self._embed_groups(item_seq, groups)]
         return reassemble(parts, groups)
 
     def calculate_loss(self, interaction):

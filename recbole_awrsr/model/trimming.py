@@ -11,6 +11,8 @@ feed-forward), n^2 (attention) and n^3 (refinement).
 import torch
 import torch.nn.functional as F
 
+from recbole_awrsr.errors import ConfigurationError
+
 
 def length_groups(lengths, groups):
     """Rows of a batch in ``groups`` sets of similar length: (B,) -> [(rows (b,), L), ...].
@@ -41,3 +43,14 @@ def reassemble(parts, groups, width=None):
         return parts[0]
     order = torch.cat([rows for rows, _ in groups])
     return torch.cat(parts)[torch.argsort(order)]
+
+
+def check_length_groups(config):
+    """Raise ConfigurationError, with the fix, unless ``length_groups`` is unset or a positive integer."""
+    groups = config["length_groups"]
+    if groups is not None and (not isinstance(groups, int) or isinstance(groups, bool)
+                               or groups < 1):
+        raise ConfigurationError(
+            f"length_groups must be a positive integer, got {groups!r}: 1 cuts each batch "
+            f"to its longest row, k > 1 sorts the rows by length into k groups first."
+        )
