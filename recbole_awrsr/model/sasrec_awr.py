@@ -9,6 +9,7 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 
 from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.model.attention import RefinedTransformerEncoder
+from recbole_awrsr.model.dropout import use_fast_dropout
 from recbole_awrsr.model.refinement import (
     Refinement,
     build_refinement,
@@ -78,6 +79,7 @@ class SASRecAWR(SASRec):
         self.dropout = nn.Dropout(self.hidden_dropout_prob)
         self.loss_fct = BPRLoss() if self.loss_type == "BPR" else nn.CrossEntropyLoss()
         self.apply(self._init_weights)
+        use_fast_dropout(self)  # same dropout, a cheaper draw (model/dropout.py)
 
     @classmethod
     def check_config(cls, config):

@@ -16,6 +16,7 @@ from torch import nn
 from recbole.model.abstract_recommender import SequentialRecommender
 
 from recbole_awrsr.errors import ConfigurationError
+from recbole_awrsr.model.dropout import use_fast_dropout
 from recbole_awrsr.model.refinement import (
     NoRefinement,
     Refinement,
@@ -90,6 +91,7 @@ class STOSA(SequentialRecommender):
             propagate_mean=config["stosa_propagate_mean"] is not False,
         )
         self.apply(self._init_weights)
+        use_fast_dropout(self)  # same dropout, a cheaper draw (model/dropout.py)
 
     def build_refinement(self, config):
         """The attention-weight mechanism of each layer: none (Ã = A) for plain STOSA."""
