@@ -45,6 +45,9 @@ COMMON = {
 # rows a batch (a row holds up to 10 targets), stride 10 and Adam's step 0.004, the best
 # of the settings compared by quality_sweep.py (benchmarks/README.md)
 QUALITY = {"train_batch_size": 128, "train_stride": 10, "learning_rate": 0.004}
+# per mechanism, where a sweep found another step better: `value` levels off at valid
+# NDCG@10 0.064 with 0.004 and at 0.067-0.068 with 0.003 (results/quality-sweep-value)
+QUALITY_BY_MECHANISM = {"value": {"learning_rate": 0.003}}
 
 
 def configurations(with_quality):
@@ -149,7 +152,10 @@ def worker(spec):
                   peak_mem_mb=memory.peak / 2**20)
 
     if spec["quality"]:
-        _, train_data, valid_data, model, trainer = prepare(spec, QUALITY)
+        mechanism = spec["overrides"].get("refine_mechanism")
+        settings = {**QUALITY, **QUALITY_BY_MECHANISM.get(mechanism, {})}
+        _, train_data, valid_data, model, trainer = prepare(spec, settings)
+        result["quality_settings"] = settings
         result.update(time_to_quality(spec, trainer, model, train_data, valid_data))
     return result
 
@@ -204,7 +210,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=["ml-100k", "ml-1m"])
     parser.add_argument("--data-path", default="dataset_atomic", help="folder of converted datasets")
-    parser.add_argument("--batches", type=int, default=6, help="timed batches per `last` row")
+    parser.add_argument("--batches", type=int, default=20, help="timed batches per `last` row")
     parser.add_argument("--all-epochs", type=int, default=3, help="timed epochs per `all` row")
     parser.add_argument("--repeats", type=int, default=1,
                         help="rounds over all rows; each row reports its fastest round")
@@ -264,9 +270,9 @@ def main(argv=None):
                 continue
             fastest = min(timed, key=lambda r: r["epoch_s"])
             record.update({k: v for k, v in fastest.items()
-                           if k not in ("ttq_s", "ttq_epochs", "best_ndcg10", "curve")})
+                           if k not in ("ttq_s", "ttq_epochs", "best_ndcg10", "curve", "quality_settings")})
             record.update({k: v for k, v in results[0][1].items()
-                           if k in ("ttq_s", "ttq_epochs", "best_ndcg10", "curve")})
+                           if k in ("ttq_s", "ttq_epochs", "best_ndcg10", "curve", "quality_settings")})
             record["epoch_s_rounds"] = [round(r["epoch_s"], 2) for r in timed]
             records.append(record)
     (out / "records.json").write_text(json.dumps(records, indent=1))
@@ -288,7 +294,7 @@ def write_report(records, out, target, anchor_t, anchor_epoch_s):
                 if (part.config == f"SASRecAWR none {t}").any()}
         scale = stock / anchor_epoch_s
         lines += [f"### {dataset}", "",
-                  "| configuration | rows/s | targets/s | s/epoch (each round) | speed-up vs stock | cost vs none (same targets) | peak MB | best valid NDCG@10 | time-to-quality s | vs stock (scaled) |",
+                  "| configuration | rows/s | targets/s | s/epoch (each round) | speed-up vs stock | cost vs none (same targets) | peak MB | best valid NDCG@10 | time-to-quality s (epochs, lr) | vs stock (scaled) |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for _, r in part.iterrows():
             vs_none = (r.epoch_s / none[r.train_targets] - 1
@@ -300,6 +306,11 @@ def write_report(records, out, target, anchor_t, anchor_epoch_s):
             best_text = f"{best:.4f}" if isinstance(best, float) and best == best else ""
             if best_text and not ttq_text:
                 ttq_text = "not reached"
+            settings = r.get("quality_settings")
+            if ttq_text and isinstance(settings, dict):
+                epochs = r.get("ttq_epochs")
+                epochs_text = f"{epochs:.0f} ep, " if isinstance(epochs, float) and epochs == epochs else ""
+                ttq_text += f" ({epochs_text}lr {settings['learning_rate']})"
             rounds = r.get("epoch_s_rounds")
             spread = (" (" + ", ".join(f"{x:.1f}" for x in rounds) + ")"
                       if isinstance(rounds, list) and len(rounds) > 1 else "")
