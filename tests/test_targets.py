@@ -176,3 +176,28 @@ def test_negatives_avoid_the_target_and_cover_the_others():
     assert counts[0] == 0 and counts[3] == 0
     # uniform over the four other items: each near 1000 of 4000
     assert torch.all((counts[[1, 2, 4, 5]] - 1000).abs() < 150), counts
+
+
+def test_all_bpr_loss_by_hand(tiny_config_dict):
+    # BPR with train_targets: all scores every trained position against one sampled
+    # negative: -log sigmoid(s(pos) - s(neg)), averaged over the targets of the batch
+    config, model, train_data, _, _ = build(
+        "SASRecAWR", config_dict=tiny_config_dict, train_targets="all", loss_type="BPR")
+    model.eval()  # no dropout: the negatives are the only random draw
+    batch = next(iter(train_data))
+    torch.manual_seed(7)
+    with torch.no_grad():
+        loss = model.calculate_loss(batch)
+        torch.manual_seed(7)
+        targets = next_item_targets(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN],
+                                    batch[model.POS_ITEM_ID], model.train_stride)
+        negatives = sample_negatives(targets, model.n_items)
+        real = targets > 0
+        hidden = model.encode(batch[model.ITEM_SEQ])[real]  # (T, d)
+        items = model.item_embedding.weight
+        pos = (hidden * items[targets[real]]).sum(-1)
+        neg = (hidden * items[negatives[real]]).sum(-1)
+        expected = -torch.log(torch.sigmoid(pos - neg)).mean()
+    assert real.sum() > len(batch)  # several targets a row: the `all` path
+    assert (negatives[real] != targets[real]).all()
+    assert torch.allclose(loss, expected, atol=1e-5), (loss, expected)
