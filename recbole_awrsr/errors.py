@@ -7,3 +7,12 @@ class ConfigurationError(ValueError):
 
 class MissingDatasetError(ConfigurationError, FileNotFoundError):
     """A dataset's atomic files are missing; the message names the converter command."""
+
+
+def is_number(value, kind=int):
+    """Whether a config value is a ``kind`` (int unless told); YAML's true/false are not.
+
+    ``bool`` is a subclass of ``int`` in Python, so a plain isinstance check would take
+    ``true`` for 1.
+    """
+    return isinstance(value, kind) and not isinstance(value, bool)

@@ -122,3 +122,13 @@ def test_importing_the_models_leaves_anomaly_detection_off():
             "print(torch.is_anomaly_enabled())")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_is_number_refuses_yaml_booleans():
+    import numbers
+
+    from recbole_awrsr.errors import is_number
+
+    assert is_number(3) and not is_number(True) and not is_number(2.5) and not is_number("3")
+    assert is_number(2.5, numbers.Real) and is_number(0, numbers.Real)
+    assert not is_number(False, numbers.Real)

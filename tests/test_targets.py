@@ -90,7 +90,7 @@ def test_stride_one_is_recbole_training_exactly(tiny_config_dict):
     assert torch.allclose(loss_all, loss_last, atol=1e-5)
 
 
-@pytest.mark.parametrize("stride", [0, 9, 2.5, "half"])
+@pytest.mark.parametrize("stride", [0, 9, 2.5, "half", True])
 def test_bad_stride_is_refused(stride):
     from recbole_awrsr import Config
     from recbole_awrsr.errors import ConfigurationError

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from recbole.model.abstract_recommender import SequentialRecommender
 
-from recbole_awrsr.errors import ConfigurationError
+from recbole_awrsr.errors import ConfigurationError, is_number
 from recbole_awrsr.model.dropout import use_fast_dropout
 from recbole_awrsr.model.refinement import (
     NoRefinement,
@@ -102,8 +102,7 @@ class STOSA(SequentialRecommender):
         """Reject settings this model cannot train with, before any data is loaded."""
         model = config["model"]
         pvn_weight = config["pvn_weight"]
-        if (not isinstance(pvn_weight, numbers.Real) or isinstance(pvn_weight, bool)
-                or not pvn_weight >= 0):
+        if not is_number(pvn_weight, numbers.Real) or not pvn_weight >= 0:
             raise ConfigurationError(
                 f"pvn_weight must be a number >= 0 for {model}, got {pvn_weight!r}: it weighs "
                 f"the hinge max(0, d(seq,pos) - d(pos,neg)); use 0 to switch it off."

@@ -16,7 +16,7 @@ history, when shorter).
 
 import torch
 
-from recbole_awrsr.errors import ConfigurationError
+from recbole_awrsr.errors import ConfigurationError, is_number
 
 TRAIN_TARGETS = ("last", "all")
 
@@ -68,8 +68,7 @@ def check_train_targets(config):
             f"(RecBole's one target per prefix) or 'all' (a target at every position)."
         )
     stride, length = config["train_stride"], config["MAX_ITEM_LIST_LENGTH"]
-    if stride is not None and (not isinstance(stride, int) or isinstance(stride, bool)
-                               or not 1 <= stride <= length):
+    if stride is not None and (not is_number(stride) or not 1 <= stride <= length):
         raise ConfigurationError(
             f"train_stride must be an integer from 1 to MAX_ITEM_LIST_LENGTH ({length}), "
             f"got {stride!r}: 1 trains exactly RecBole's rows, {length} one row per window."

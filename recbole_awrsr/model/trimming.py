@@ -11,7 +11,7 @@ feed-forward), n^2 (attention) and n^3 (refinement).
 import torch
 import torch.nn.functional as F
 
-from recbole_awrsr.errors import ConfigurationError
+from recbole_awrsr.errors import ConfigurationError, is_number
 
 
 def length_groups(lengths, groups):
@@ -48,8 +48,7 @@ def reassemble(parts, groups, width=None):
 def check_length_groups(config):
     """Raise ConfigurationError, with the fix, unless ``length_groups`` is unset or a positive integer."""
     groups = config["length_groups"]
-    if groups is not None and (not isinstance(groups, int) or isinstance(groups, bool)
-                               or groups < 1):
+    if groups is not None and (not is_number(groups) or groups < 1):
         raise ConfigurationError(
             f"length_groups must be a positive integer, got {groups!r}: 1 cuts each batch "
             f"to its longest row, k > 1 sorts the rows by length into k groups first."
