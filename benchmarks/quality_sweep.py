@@ -181,7 +181,7 @@ def report(runs, out):
     ax.axhline(target, color="black", ls="--", lw=1, label=f"stock best {target}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("valid NDCG@10")
-    ax.set_title("ml-100k, SASRecAWR none, train_targets: all")
+    ax.set_title("ml-100k, SASRecAWR (none unless the label names a mechanism), train_targets: all")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(out / "sweep.png", dpi=110)

@@ -48,6 +48,8 @@ QUALITY = {"train_batch_size": 128, "train_stride": 10, "learning_rate": 0.004}
 # per mechanism, where a sweep found another step better: `value` levels off at valid
 # NDCG@10 0.064 with 0.004 and at 0.067-0.068 with 0.003 (results/quality-sweep-value)
 QUALITY_BY_MECHANISM = {"value": {"learning_rate": 0.003}}
+# what a time-to-quality run adds to a row's record (it runs in the first round only)
+QUALITY_KEYS = ("ttq_s", "ttq_epochs", "best_ndcg10", "curve", "quality_settings")
 
 
 def configurations(with_quality):
@@ -270,9 +272,9 @@ def main(argv=None):
                 continue
             fastest = min(timed, key=lambda r: r["epoch_s"])
             record.update({k: v for k, v in fastest.items()
-                           if k not in ("ttq_s", "ttq_epochs", "best_ndcg10", "curve", "quality_settings")})
+                           if k not in QUALITY_KEYS})
             record.update({k: v for k, v in results[0][1].items()
-                           if k in ("ttq_s", "ttq_epochs", "best_ndcg10", "curve", "quality_settings")})
+                           if k in QUALITY_KEYS})
             record["epoch_s_rounds"] = [round(r["epoch_s"], 2) for r in timed]
             records.append(record)
     (out / "records.json").write_text(json.dumps(records, indent=1))
