@@ -5,7 +5,7 @@ import torch
 
 from conftest import MAX_LEN, build, random_sequences
 from recbole_awrsr.errors import ConfigurationError
-from recbole_awrsr.model.trimming import length_groups, reassemble
+from recbole_awrsr.model.trimming import auto_groups, length_groups, reassemble
 
 MECHANISMS = ["none", "simple", "value", "additive"]
 
@@ -74,6 +74,16 @@ def test_all_targets_loss_is_the_same_cut_or_not(tiny_config_dict, mechanism):
         with torch.no_grad():
             losses.append(model.calculate_loss(batch))
     assert torch.allclose(losses[0], losses[1], atol=1e-6)
+
+
+def test_unset_length_groups_means_four_on_a_cpu_and_one_on_a_gpu(tiny_config_dict):
+    assert auto_groups(None, "cpu") == 4
+    assert auto_groups(None, torch.device("cuda", 0)) == 1  # no GPU needed: only the type is read
+    assert auto_groups(3, "cuda") == 3 and auto_groups(1, "cpu") == 1  # a set value stays
+    _, model, _, _, _ = build("SASRecAWR", config_dict=tiny_config_dict, length_groups=None)
+    assert model.length_groups is None
+    lengths = torch.arange(1, 17)
+    assert [length for _, length in model._groups(lengths)] == [4, 8, 12, 16]
 
 
 @pytest.mark.parametrize("value", [0, -2, 1.5, True, "four"])
