@@ -152,6 +152,7 @@ def worker(spec):
             result["epoch_s"] = rows_per_epoch * elapsed / rows
     result.update(rows_per_s=rows / elapsed, targets_per_s=targets / elapsed,
                   peak_mem_mb=memory.peak / 2**20)
+    result["matmul_gflop_epoch"] = matmul_gflop_per_epoch(config, train_data, step, rows_per_epoch)
 
     if spec["quality"]:
         mechanism = spec["overrides"].get("refine_mechanism")
@@ -160,6 +161,26 @@ def worker(spec):
         result["quality_settings"] = settings
         result.update(time_to_quality(spec, trainer, model, train_data, valid_data))
     return result
+
+
+def matmul_gflop_per_epoch(config, train_data, step, rows_per_epoch, last_batches=3):
+    """Matrix-product GFLOP (forward and backward) of one training epoch, counted by PyTorch.
+
+    ``FlopCounterMode`` adds up the products (mm, bmm, addmm, ...) the steps really run,
+    so this is the arithmetic a configuration cannot do without; softmax, dropout and
+    other elementwise passes are not counted. ``all``: a whole epoch; ``last``: the
+    first ``last_batches`` batches, scaled to the epoch's rows.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    rows = 0
+    with FlopCounterMode(display=False) as counter:
+        for index, batch in enumerate(train_data):
+            if config["train_targets"] != "all" and index == last_batches:
+                break
+            step(batch)
+            rows += len(batch)
+    return counter.get_total_flops() / 1e9 * rows_per_epoch / rows
 
 
 def train_and_validate(trainer, model, train_data, valid_data):
@@ -296,11 +317,20 @@ def write_report(records, out, target, anchor_t, anchor_epoch_s):
                 if (part.config == f"SASRecAWR none {t}").any()}
         scale = stock / anchor_epoch_s
         lines += [f"### {dataset}", "",
-                  "| configuration | rows/s | targets/s | s/epoch (each round) | speed-up vs stock | cost vs none (same targets) | peak MB | best valid NDCG@10 | time-to-quality s (epochs, lr) | vs stock (scaled) |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| configuration | rows/s | targets/s | s/epoch (each round) | speed-up vs stock | cost vs none (same targets) | matmul GFLOP/epoch | its cost vs none | peak MB | best valid NDCG@10 | time-to-quality s (epochs, lr) | vs stock (scaled) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        flops = {t: part[part.config == f"SASRecAWR none {t}"].get("matmul_gflop_epoch")
+                 for t in none}
+        flops = {t: f.iloc[0] for t, f in flops.items() if f is not None}
         for _, r in part.iterrows():
             vs_none = (r.epoch_s / none[r.train_targets] - 1
                        if r.config.startswith("SASRecAWR") and r.train_targets in none else float("nan"))
+            gflop = r.get("matmul_gflop_epoch", float("nan"))
+            gflop_text = "" if gflop != gflop else f"{gflop:.0f}"
+            arithmetic = (gflop / flops[r.train_targets] - 1
+                          if gflop_text and r.config.startswith("SASRecAWR")
+                          and r.train_targets in flops else float("nan"))
+            arithmetic_text = "" if arithmetic != arithmetic else f"{arithmetic:+.1%}"
             ttq = r.get("ttq_s")
             ttq_text = f"{ttq:.0f}" if isinstance(ttq, float) and ttq == ttq else ""
             ratio = f"{ttq / (anchor_t * scale):.3f}" if ttq_text else ""
@@ -319,7 +349,7 @@ def write_report(records, out, target, anchor_t, anchor_epoch_s):
             lines.append(
                 f"| {r.config} | {r.rows_per_s:.0f} | {r.targets_per_s:.0f} | {r.epoch_s:.1f}{spread} | "
                 f"{stock / r.epoch_s:.2f}x | {'' if vs_none != vs_none else f'{vs_none:+.1%}'} | "
-                f"{r.peak_mem_mb:.0f} | {best_text} | {ttq_text} | {ratio} |")
+                f"{gflop_text} | {arithmetic_text} | {r.peak_mem_mb:.0f} | {best_text} | {ttq_text} | {ratio} |")
         lines.append("")
         if dataset == "ml-100k":  # the recorded stock curve is ml-100k's
             lines += [f"Stock SASRec epoch measured here: {stock:.1f} s; recorded curve: "
