@@ -142,7 +142,7 @@ def measure_speed(cache, label, model_name, overrides, device, max_batches, epoc
         loss = model.calculate_loss(batch)
         loss.backward()
         optimizer.step()
-        return loss
+        return loss.detach()
 
     def loader_batches():
         for index, batch in enumerate(train_data):

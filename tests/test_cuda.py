@@ -56,7 +56,7 @@ def test_sasrec_awr_training_loss_is_the_cpus(tiny_config_dict, mechanism, targe
 
 
 def test_none_is_recboles_sasrec_on_the_gpu(tiny_config_dict):
-    stock_cpu, stock, _, valid_data = on_both(tiny_config_dict, "SASRec", None,
+    _, stock, _, valid_data = on_both(tiny_config_dict, "SASRec", None,
                                               train_targets="last")
     _, ours, _, _ = on_both(tiny_config_dict, "SASRecAWR", "none", train_targets="last")
     ours.load_state_dict(stock.state_dict())
