@@ -9,6 +9,21 @@ from recbole_awrsr.model.refinement import MECHANISMS, pick
 
 N, HEADS, BATCH = 7, 2, 5
 
+#: the non-default settings of refine_input, refine_init and refine_temperature, one key
+#: changed at a time (config overrides; the model-level property tests run each of them)
+VARIANTS = [
+    {"refine_input": "centered"},
+    {"refine_input": "rownorm"},
+    {"refine_init": "scaled"},
+    {"refine_init": "identity"},
+    {"refine_temperature": "learned"},
+]
+
+
+def variant_id(variant):
+    """A readable test id for a dict of config overrides."""
+    return "-".join(f"{key.replace('refine_', '')}={value}" for key, value in variant.items())
+
 
 def attention_inputs(seed=0):
     """Causal, right-padded A, its masked logits and the additive mask, as a layer makes them."""
@@ -21,20 +36,23 @@ def attention_inputs(seed=0):
     return torch.softmax(scores, dim=-1), scores, mask
 
 
-def mechanism(name, share_heads=True, refine_input="probs", seed=0):
+def mechanism(name, share_heads=True, refine_input="probs", seed=0, **choices):
+    """A mechanism for n = N; ``choices``: refine_init and refine_temperature."""
     module = MECHANISMS[name](n=N, n_heads=HEADS, share_heads=share_heads,
-                              refine_input=refine_input)
+                              refine_input=refine_input, **choices)
     torch.manual_seed(seed)
     module.reset_parameters(0.5)  # large weights: rows far from uniform, a sharper test
     return module
 
 
-@pytest.mark.parametrize("refine_input", ["probs", "scores"])
+@pytest.mark.parametrize("choices", [{}, {"refine_init": "identity", "refine_temperature": "learned"}],
+                         ids=["defaults", "identity-learned"])
+@pytest.mark.parametrize("refine_input", ["probs", "scores", "centered", "rownorm"])
 @pytest.mark.parametrize("share_heads", [True, False])
 @pytest.mark.parametrize("name", list(MECHANISMS))
-def test_read_out_rows_equal_the_full_matrix_rows(name, share_heads, refine_input):
+def test_read_out_rows_equal_the_full_matrix_rows(name, share_heads, refine_input, choices):
     probs, scores, mask = attention_inputs()
-    module = mechanism(name, share_heads, refine_input)
+    module = mechanism(name, share_heads, refine_input, **choices)
     full = module(probs, scores, mask)
     at = torch.tensor([6, 3, 0, 2, 5])
     rows = module(probs, scores, mask, at=at)

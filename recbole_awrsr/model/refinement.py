@@ -112,7 +112,7 @@ class Refinement(nn.Module):
           attention patterns (attention over attention).
 
         Every setting draws the same random numbers (identities overwrite their draws), so
-        the backbone's weights, initialised after, do not depend on ``refine_init``.
+        the model's other weights do not depend on ``refine_init``.
         A learned temperature starts at sqrt(n): the ``fixed`` scale.
         """
         std = 1.0 / self.scale if self.refine_init == "scaled" else initializer_range
@@ -181,6 +181,7 @@ class NoRefinement(Refinement):
     """``none``: Ã = A, the plain backbone."""
 
     is_identity = True
+    identity_names = ()
 
     def forward(self, probs, scores, mask, at=None):
         return pick(probs, at)
