@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from conftest import MAX_LEN, build, random_sequences
+from test_refinement import VARIANTS, variant_id
 
 MECHANISMS = ["none", "simple", "value", "additive"]
 
@@ -53,11 +54,14 @@ def encode_eval(model, seqs):
         return model.encode(seqs)
 
 
-@pytest.mark.parametrize("refine_input", ["probs", "scores"])
+LEAKAGE_SETTINGS = [{"refine_input": "probs"}, {"refine_input": "scores"}] + VARIANTS
+
+
+@pytest.mark.parametrize("settings", LEAKAGE_SETTINGS, ids=[variant_id(s) for s in LEAKAGE_SETTINGS])
 @pytest.mark.parametrize("mechanism", MECHANISMS)
-def test_no_leakage_from_later_positions(tiny_config_dict, mechanism, refine_input):
+def test_no_leakage_from_later_positions(tiny_config_dict, mechanism, settings):
     _, model, _, _, _ = build("SASRecAWR", config_dict=tiny_config_dict,
-                              refine_mechanism=mechanism, refine_input=refine_input)
+                              refine_mechanism=mechanism, **settings)
     seqs, _ = random_sequences(6, MAX_LEN, model.n_items, seed=1, min_len=MAX_LEN)
     base = encode_eval(model, seqs)
     for t in range(1, MAX_LEN):
@@ -68,11 +72,16 @@ def test_no_leakage_from_later_positions(tiny_config_dict, mechanism, refine_inp
         assert not torch.allclose(out[:, t], base[:, t], atol=1e-6), "the change must be visible at t"
 
 
-@pytest.mark.parametrize("share_heads", [True, False])
+# the defaults with shared and per-head matrices; each variant with per-head ones (the wider case)
+PREFIX_SETTINGS = [(True, {}), (False, {})] + [(False, variant) for variant in VARIANTS]
+
+
+@pytest.mark.parametrize("share_heads,settings", PREFIX_SETTINGS,
+                         ids=[f"{shared}-{variant_id(v) or 'defaults'}" for shared, v in PREFIX_SETTINGS])
 @pytest.mark.parametrize("mechanism", MECHANISMS)
-def test_prefix_consistency(tiny_config_dict, mechanism, share_heads):
+def test_prefix_consistency(tiny_config_dict, mechanism, share_heads, settings):
     _, model, _, _, _ = build("SASRecAWR", config_dict=tiny_config_dict,
-                              refine_mechanism=mechanism, refine_share_heads=share_heads)
+                              refine_mechanism=mechanism, refine_share_heads=share_heads, **settings)
     seqs, _ = random_sequences(4, MAX_LEN, model.n_items, seed=2, min_len=MAX_LEN)
     full = encode_eval(model, seqs)
     for t in range(MAX_LEN):

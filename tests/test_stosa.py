@@ -7,6 +7,7 @@ import torch
 from recbole.data.interaction import Interaction
 
 from conftest import MAX_LEN, build, random_sequences
+from test_refinement import VARIANTS, variant_id
 from recbole_awrsr import Config, run_recbole_awrsr
 from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.model.targets import next_item_targets, sample_negatives
@@ -223,11 +224,14 @@ def test_propagate_mean_switch(stosa_config, propagate):
 
 # ---------------------------------------------------------------- causality
 
-@pytest.mark.parametrize("refine_input", ["probs", "scores"])
+LEAKAGE_SETTINGS = [{"refine_input": "probs"}, {"refine_input": "scores"}] + VARIANTS
+
+
+@pytest.mark.parametrize("settings", LEAKAGE_SETTINGS, ids=[variant_id(s) for s in LEAKAGE_SETTINGS])
 @pytest.mark.parametrize("mechanism", MECHANISMS)
-def test_no_leakage_from_later_positions(stosa_config, mechanism, refine_input):
+def test_no_leakage_from_later_positions(stosa_config, mechanism, settings):
     _, model, _, _, _ = build("STOSAAWR", config_dict=stosa_config,
-                              refine_mechanism=mechanism, refine_input=refine_input)
+                              refine_mechanism=mechanism, **settings)
     seqs, _ = random_sequences(6, MAX_LEN, model.n_items, seed=1, min_len=MAX_LEN)
     base_mean, base_cov = encode_eval(model, seqs)
     for t in range(1, MAX_LEN):
@@ -239,11 +243,16 @@ def test_no_leakage_from_later_positions(stosa_config, mechanism, refine_input):
         assert not torch.allclose(mean[:, t], base_mean[:, t], atol=1e-6), "change invisible at t"
 
 
-@pytest.mark.parametrize("share_heads", [True, False])
+# the defaults with shared and per-head matrices; each variant with per-head ones (the wider case)
+PREFIX_SETTINGS = [(True, {}), (False, {})] + [(False, variant) for variant in VARIANTS]
+
+
+@pytest.mark.parametrize("share_heads,settings", PREFIX_SETTINGS,
+                         ids=[f"{shared}-{variant_id(v) or 'defaults'}" for shared, v in PREFIX_SETTINGS])
 @pytest.mark.parametrize("mechanism", MECHANISMS)
-def test_prefix_consistency(stosa_config, mechanism, share_heads):
+def test_prefix_consistency(stosa_config, mechanism, share_heads, settings):
     _, model, _, _, _ = build("STOSAAWR", config_dict=stosa_config,
-                              refine_mechanism=mechanism, refine_share_heads=share_heads)
+                              refine_mechanism=mechanism, refine_share_heads=share_heads, **settings)
     seqs, _ = random_sequences(4, MAX_LEN, model.n_items, seed=2, min_len=MAX_LEN)
     full_mean, full_cov = encode_eval(model, seqs)
     for t in range(MAX_LEN):

@@ -6,6 +6,7 @@ import torch
 from conftest import MAX_LEN, build, random_sequences
 from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.model.trimming import auto_groups, length_groups, reassemble
+from test_refinement import VARIANTS, variant_id
 
 MECHANISMS = ["none", "simple", "value", "additive"]
 
@@ -41,11 +42,17 @@ def uncut(model, seqs):
     return model.trm_encoder(hidden, mask, output_all_encoded_layers=False)[-1]
 
 
-@pytest.mark.parametrize("groups", [1, 3])
+# the defaults uncut and in three groups; each variant in three groups (each cut to its longest row)
+CUT_SETTINGS = [(1, {}), (3, {})] + [(3, variant) for variant in VARIANTS]
+
+
+@pytest.mark.parametrize("groups,settings", CUT_SETTINGS,
+                         ids=[f"{groups}-{variant_id(v) or 'defaults'}" for groups, v in CUT_SETTINGS])
 @pytest.mark.parametrize("mechanism", MECHANISMS)
-def test_cut_groups_equal_the_uncut_encoder_at_real_positions(tiny_config_dict, mechanism, groups):
+def test_cut_groups_equal_the_uncut_encoder_at_real_positions(tiny_config_dict, mechanism, groups,
+                                                              settings):
     _, model, _, _, _ = build("SASRecAWR", config_dict=tiny_config_dict,
-                              refine_mechanism=mechanism, length_groups=groups)
+                              refine_mechanism=mechanism, length_groups=groups, **settings)
     with torch.no_grad():  # away from the near-uniform init, so the check is sharp
         for name, p in model.named_parameters():
             if name.startswith("trm_encoder") and "refinement" in name:
