@@ -104,9 +104,10 @@ class Refinement(nn.Module):
           entries are near 1/L) and the refined attention near uniform.
         * ``scaled``: normal(0, 1/sqrt(n)). For rows x_i of unit-scale entries over L_i
           allowed keys (``centered``, ``rownorm``), a component of x_i W has variance
-          about L_i std^2, and a logit (x_i W_q).(x_j W_k) / sqrt(n), a sum of n such
-          products over n, has variance about L_i L_j std^4: with std^2 = 1/n its standard
-          deviation is about sqrt(L_i L_j) / n, of order 1 once the rows are long.
+          about L_i std^2, and a logit (x_i W_q).(x_j W_k) / sqrt(n), n such products
+          summed and divided by sqrt(n), has variance about L_i L_j std^4 (~ (L std^2)^2):
+          with std^2 = 1/n its standard deviation is about sqrt(L_i L_j) / n, of order 1
+          once the rows are long.
         * ``identity``: W_q' = W_k' = I (W_mu' = I for ``stochastic``; W_s' as ``normal``), so the
           refined logit of rows i, j starts as the similarity x_i . x_j / sqrt(n) of the two
           attention patterns (attention over attention).
@@ -144,7 +145,8 @@ class Refinement(nn.Module):
           uniform row maps to zeros, a one-hot row to L_i - 1 at its peak and -1 elsewhere.
         * ``rownorm``: x_ij = (A_ij - mean_i) / sqrt(var_i + 1e-5), mean and population
           variance over row i's allowed keys (a LayerNorm without affine parameters);
-          a row with one allowed key gives zeros.
+          a row with one allowed key gives zeros. The 1e-5 outweighs var_i while A is
+          close to uniform (entries within ~3e-3 of 1/L), so such rows stay small.
         """
         if self.refine_input == "probs":
             return probs
@@ -152,12 +154,12 @@ class Refinement(nn.Module):
         if self.refine_input == "scores":
             return scores.masked_fill(blocked, 0.0)
         # statistics over allowed keys only (all <= i): prefix- and trimming-exact
-        allowed = (~blocked).sum(-1, keepdim=True).clamp(min=1).to(probs.dtype)  # L_i, (B, 1, n, 1)
+        count = (~blocked).sum(-1, keepdim=True).clamp(min=1).to(probs.dtype)  # L_i, (B, 1, n, 1)
         probs = probs.masked_fill(blocked, 0.0)
         if self.refine_input == "centered":
-            return (probs * allowed - 1.0).masked_fill_(blocked, 0.0)
-        deviation = (probs - probs.sum(-1, keepdim=True) / allowed).masked_fill_(blocked, 0.0)
-        variance = deviation.pow(2).sum(-1, keepdim=True) / allowed
+            return (probs * count - 1.0).masked_fill_(blocked, 0.0)
+        deviation = (probs - probs.sum(-1, keepdim=True) / count).masked_fill_(blocked, 0.0)
+        variance = deviation.pow(2).sum(-1, keepdim=True) / count
         return deviation / torch.sqrt(variance + 1e-5)
 
     def higher_order(self, rows, mask, at=None):
