@@ -179,12 +179,12 @@ def full_run(model_name, overrides, device, epochs):
     from recbole_awrsr.quick_start import run
 
     started = time.perf_counter()
-    result, trainer = run(model=model_name, dataset="ml-100k", config_dict={
+    result, built = run(model=model_name, dataset="ml-100k", config_dict={
         **overrides, "epochs": epochs, "use_gpu": device.type == "cuda", "show_progress": False,
         "state": "WARNING", "checkpoint_dir": tempfile.mkdtemp(prefix="gpu_check_")})
     return {"model": model_name, **overrides, "epochs": epochs,
             "wall_s": time.perf_counter() - started,
-            "device": str(next(trainer.model.parameters()).device),
+            "device": str(next(built.model.parameters()).device),
             "valid": {key: float(value) for key, value in result["best_valid_result"].items()},
             "test": {key: float(value) for key, value in result["test_result"].items()}}
 

@@ -107,13 +107,13 @@ def run_main(argv):
             if result is not None:
                 print(format_results(model, dataset, result["test_result"]))
             return result
-        result, trainer = run(model, dataset, config_files, config_dict, saved=saved)
+        result, built = run(model, dataset, config_files, config_dict, saved=saved)
     except ConfigurationError as error:
         # a mistake in the command, found before training: the message is the fix
         print(f"error: {error}", file=sys.stderr)
         return None
     print(format_results(model, dataset, result["test_result"],
-                         trainer.saved_model_file if saved else None, log_file_path()))
+                         built.trainer.saved_model_file if saved else None, log_file_path()))
     return result
 
 

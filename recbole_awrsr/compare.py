@@ -18,7 +18,7 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from recbole_awrsr.cli import config_pairs
 from recbole_awrsr.errors import ConfigurationError
@@ -29,7 +29,11 @@ MODEL_BACKBONES = {"SASRecAWR": "sasrec", "STOSAAWR": "stosa"}
 BASE = "none"
 #: ``mechanism`` of a RecBole baseline (it has no refinement)
 NO_MECHANISM = "-"
-KEYS = ["dataset", "model", "mechanism", "layers", "seed"]
+KEYS = ["dataset", "model", "mechanism", "layers", "variant", "seed"]
+#: the per-user test metrics written for each cell (for the paired test across users)
+PER_USER_METRICS = ["ndcg@10", "recall@10"]
+#: config keys that only a refinement reads: not part of a ``none`` cell's variant
+REFINE_PREFIX = "refine_"
 TABLE2_METRICS = ["recall@1", "recall@5", "ndcg@5"]
 TABLE3_METRIC = "ndcg@5"
 LABELS = {"recall@1": "R@1", "recall@5": "R@5", "ndcg@5": "N@5"}
@@ -37,14 +41,44 @@ LABELS = {"recall@1": "R@1", "recall@5": "R@5", "ndcg@5": "N@5"}
 
 @dataclass(frozen=True)
 class Cell:
-    """One run of the comparison. ``layers`` is ``None`` when the config decides."""
+    """One run of the comparison. ``layers`` is ``None`` when the config decides.
+
+    ``variant`` names the shared configuration the cell runs under (see :func:`variant_of`).
+    """
 
     dataset: str
     model: str
     mechanism: str
     layers: object
     seed: int
+    variant: str = ""
 
+
+def variant_of(keys, config_files, mechanism):
+    """The shared configuration of a cell as text: its ``--key=value`` keys, sorted, and
+    a digest of the config files' contents.
+
+    A cell's results are only reused for the same variant, so a rerun with other keys
+    or edited config files runs anew instead of mixing stale rows in. Keys that only
+    a refinement reads (``refine_*``) do not enter the variant of ``none`` and of
+    RecBole baselines, which all refinement variants then share as their base.
+    """
+    import hashlib
+
+    parts = [f"{key}={keys[key]}" for key in sorted(keys)
+             if mechanism not in (BASE, NO_MECHANISM) or not key.startswith(REFINE_PREFIX)]
+    if config_files:
+        digest = hashlib.sha256()
+        for path in config_files:
+            with open(path, "rb") as handle:
+                digest.update(handle.read())
+        parts.append(f"config={digest.hexdigest()[:10]}")
+    return " ".join(parts)
+
+
+def base_variant(variant):
+    """The variant of the ``none`` cells a mechanism's cells are compared with."""
+    return " ".join(part for part in variant.split() if not part.startswith(REFINE_PREFIX))
 
 def mechanisms_for(model, only=None):
     """The refinement mechanisms ``model`` can use, ``none`` first; RecBole models have none.
@@ -81,6 +115,8 @@ def plan(datasets, models, baselines, layers, seeds, only_mechanisms=None):
 
 def cell_config(cell, keys, out):
     """The config dict of one cell: the shared keys, then what the cell varies."""
+    if cell.mechanism in (BASE, NO_MECHANISM):  # as in its variant: no refinement keys
+        keys = {key: value for key, value in keys.items() if not key.startswith(REFINE_PREFIX)}
     config = {"show_progress": False, **keys, "seed": cell.seed,
               "checkpoint_dir": os.path.join(out, "checkpoints")}
     if cell.mechanism != NO_MECHANISM:
@@ -92,7 +128,7 @@ def cell_config(cell, keys, out):
 
 def cell_key(cell, layers):
     """The results-table key of a cell, as strings (how it reads back from the CSV)."""
-    return (cell.dataset, cell.model, cell.mechanism, str(layers), str(cell.seed))
+    return (cell.dataset, cell.model, cell.mechanism, str(layers), cell.variant, str(cell.seed))
 
 
 def configured_layers(cell, config_files, keys, out):
@@ -115,18 +151,62 @@ def run_cell(cell, config_files, keys, out):
     from recbole_awrsr.quick_start import run
 
     began = time.monotonic()
-    result, trainer = run(cell.model, cell.dataset, config_files,
+    result, built = run(cell.model, cell.dataset, config_files,
                           cell_config(cell, keys, out), saved=True)
     seconds = time.monotonic() - began
     # checkpoints of finished cells are not needed again; the CSV holds the numbers
-    if os.path.isfile(trainer.saved_model_file):
-        os.remove(trainer.saved_model_file)
-    row = {"best_valid_score": float(result["best_valid_score"])}
+    if os.path.isfile(built.trainer.saved_model_file):
+        os.remove(built.trainer.saved_model_file)
+    trainer = built.trainer
+    row = {"best_valid_score": float(result["best_valid_score"]),
+           "epochs": trainer.epochs_trained, "best_epoch": trainer.best_epoch}
     row.update({f"valid_{k}": float(v) for k, v in (result["best_valid_result"] or {}).items()})
     row.update({f"test_{k}": float(v) for k, v in result["test_result"].items()})
+    # the best model's last layer on validation sequences (the test split is not looked at)
+    row.update({f"valid_{k}": v for k, v in trainer.validation_sharpness(
+        built.valid_data, rows=VALID_SHARPNESS_ROWS).items()})
     row["seconds"] = round(seconds, 1)
     row["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")
+    write_per_user(per_user_path(out, cell), built)
     return row
+
+
+#: validation sequences a finished cell's sharpness is measured on
+VALID_SHARPNESS_ROWS = 2048
+
+
+def per_user_path(out, cell):
+    """Where a cell's per-user test metrics go: one small CSV per cell."""
+    import hashlib
+
+    tag = hashlib.sha256(cell.variant.encode()).hexdigest()[:10]
+    name = f"{cell.dataset}_{cell.model}_{cell.mechanism}_L{cell.layers}_s{cell.seed}_{tag}.csv"
+    return os.path.join(out, "per_user", name)
+
+
+def write_per_user(path, built):
+    """Each test user's metrics of :data:`PER_USER_METRICS`, from RecBole's own evaluator.
+
+    Read from the data RecBole's evaluator collected in the last ``evaluate`` (the test
+    split): the top-k positions of each user's positive, turned into per-user values by
+    RecBole's metric classes. Rows are the test loader's users, in its order.
+    """
+    import numpy as np
+    import pandas as pd
+    from recbole.evaluator.metrics import NDCG, Recall
+
+    topk = built.trainer.last_eval_struct["rec.topk"]
+    pos_index, pos_len = topk[:, :-1].numpy().astype(bool), topk[:, -1].numpy()
+    loader = built.test_data
+    users = getattr(loader, "uid_list", None)  # general models; sequential: one row per user
+    if users is None:
+        users = loader.dataset.inter_feat[loader.dataset.uid_field]
+    columns = {"user": np.asarray(users)}
+    for metric in PER_USER_METRICS:
+        name, k = metric.split("@")
+        info = {"ndcg": NDCG, "recall": Recall}[name](built.config).metric_info(pos_index, pos_len)
+        columns[metric] = info[:, int(k) - 1]
+    write_text_atomic(path, pd.DataFrame(columns).to_csv(index=False))
 
 
 def read_results(path):
@@ -135,8 +215,11 @@ def read_results(path):
 
     if not os.path.isfile(path):
         return pd.DataFrame(columns=KEYS)
-    return pd.read_csv(path, dtype={key: str for key in KEYS}, keep_default_na=False,
-                       na_values=[""])
+    frame = pd.read_csv(path, dtype={key: str for key in KEYS}, keep_default_na=False,
+                        na_values=[""])
+    # rows written before variants existed, and the empty variant, read back as ""
+    frame["variant"] = frame["variant"].fillna("") if "variant" in frame else ""
+    return frame
 
 
 def append_result(path, row):
@@ -169,35 +252,82 @@ def paired_p_value(values, base_values):
     return float(stats.ttest_rel(values, base_values).pvalue)
 
 
-def summarize(frame, metrics):
-    """Per (dataset, model, mechanism, layers, metric): mean over seeds, change vs ``none``, p.
+def per_user_p_value(values, base_values):
+    """Two-sided paired t-test p-value over users (the same users, the same order)."""
+    return paired_p_value(values, base_values)
+
+
+def short_variants(frame):
+    """``{variant: the part of it that differs between the frame's variants}``.
+
+    Keys every row shares (the common settings) say nothing in a table label.
+    """
+    variants = list(dict.fromkeys(frame["variant"])) if "variant" in frame else [""]
+    split = {variant: variant.split() for variant in variants}
+    common = set.intersection(*(set(parts) for parts in split.values())) if split else set()
+    return {variant: " ".join(part for part in parts if part not in common)
+            for variant, parts in split.items()}
+
+
+def _user_means(per_user_dir, group, column):
+    """Each test user's metric averaged over the group's seeds, or None if a file is missing."""
+    import pandas as pd
+
+    frames = []
+    for record in group.to_dict("records"):
+        cell = Cell(record["dataset"], record["model"], record["mechanism"], record["layers"],
+                    int(record["seed"]), record["variant"])
+        path = per_user_path(per_user_dir, cell)
+        if not os.path.isfile(path):
+            return None
+        frames.append(pd.read_csv(path).set_index("user")[column])
+    return pd.concat(frames, axis=1).mean(axis=1)
+
+
+def summarize(frame, metrics, per_user_dir=None):
+    """Per (dataset, model, mechanism, layers, variant, metric): mean over seeds, change, p.
 
     The change is relative to the same backbone's ``none`` at the same dataset and
-    layers, in percent; the test pairs the seeds both have.
+    layers, under the same variant less its refinement keys, in percent; ``p_value``
+    pairs the seeds both have; ``p_users`` (metrics of :data:`PER_USER_METRICS`, when
+    ``per_user_dir`` holds every run's per-user file) pairs the test users, each user's
+    value averaged over the seeds.
     """
     import pandas as pd
 
     rows = []
     frame = frame.copy()
-    groups = frame.groupby(["dataset", "model", "mechanism", "layers"], sort=False)
-    for (dataset, model, mechanism, layers), group in groups:
+    if "variant" not in frame:
+        frame["variant"] = ""
+    labels = short_variants(frame)
+    groups = frame.groupby(["dataset", "model", "mechanism", "layers", "variant"], sort=False)
+    for (dataset, model, mechanism, layers, variant), group in groups:
         base = frame[(frame["dataset"] == dataset) & (frame["model"] == model)
-                     & (frame["mechanism"] == BASE) & (frame["layers"] == layers)]
+                     & (frame["mechanism"] == BASE) & (frame["layers"] == layers)
+                     & (frame["variant"] == base_variant(variant))]
+        label = _label(model, mechanism) + (f" [{labels[variant]}]" if labels[variant] else "")
         for metric in metrics:
             column = f"test_{metric}"
             if column not in group:
                 continue
             mean = group[column].astype(float).mean()
             row = {"dataset": dataset, "model": model, "mechanism": mechanism, "layers": layers,
+                   "variant": variant, "label": label,
                    "metric": metric, "mean": mean, "std": group[column].astype(float).std(),
                    "seeds": len(group), "base_mean": float("nan"), "change_pct": float("nan"),
-                   "p_value": float("nan")}
+                   "p_value": float("nan"), "p_users": float("nan")}
             if mechanism not in (BASE, NO_MECHANISM) and not base.empty:
                 base_mean = base[column].astype(float).mean()
                 row["base_mean"] = base_mean
                 row["change_pct"] = (mean - base_mean) / base_mean * 100 if base_mean else float("nan")
                 paired = group.merge(base, on="seed", suffixes=("", "_base"))
                 row["p_value"] = paired_p_value(paired[column], paired[f"{column}_base"])
+                if per_user_dir and metric in PER_USER_METRICS:
+                    ours = _user_means(per_user_dir, group, metric)
+                    theirs = _user_means(per_user_dir, base[base["seed"].isin(group["seed"])], metric)
+                    if ours is not None and theirs is not None:
+                        ours, theirs = ours.align(theirs, join="inner")
+                        row["p_users"] = per_user_p_value(ours, theirs)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -217,23 +347,25 @@ def _entry(row, alpha):
 
 
 def _row_order(summary):
-    """(model, mechanism) pairs as the paper orders them: baselines, then each backbone.
+    """Row labels as the paper orders them: baselines, then each backbone.
 
     Each backbone's rows start with ``none``, then its mechanisms in
-    :data:`~recbole_awrsr.model.refinement.MECHANISMS` order; results merged from
-    several runs come out in the same order.
+    :data:`~recbole_awrsr.model.refinement.MECHANISMS` order, each mechanism's
+    variants in the order they first appear; results merged from several runs come
+    out in the same order.
     """
-    seen = list(dict.fromkeys(zip(summary["model"], summary["mechanism"])))
+    seen = list(dict.fromkeys(zip(summary["model"], summary["mechanism"], summary["label"])))
     backbones = list(MODEL_BACKBONES)
 
-    def rank(pair):
-        model, mechanism = pair
+    def rank(triple):
+        model, mechanism, _ = triple
         if model not in MODEL_BACKBONES:
-            return (0, seen.index(pair), 0)
+            return (0, seen.index(triple), 0, 0)
         order = mechanisms_for(model)
-        return (1, backbones.index(model), order.index(mechanism) if mechanism in order else len(order))
+        return (1, backbones.index(model),
+                order.index(mechanism) if mechanism in order else len(order), seen.index(triple))
 
-    return sorted(seen, key=rank)
+    return [label for _, _, label in sorted(seen, key=rank)]
 
 
 def _depth_key(layers):
@@ -248,12 +380,12 @@ def table2_markdown(summary, layers, alpha):
     datasets = list(dict.fromkeys(part["dataset"]))
     header = ["model"] + [f"{dataset} {LABELS[m]}" for dataset in datasets for m in TABLE2_METRICS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    indexed = part.set_index(["dataset", "model", "mechanism", "metric"])
-    for model, mechanism in _row_order(part):
-        entries = [_label(model, mechanism)]
+    indexed = part.set_index(["dataset", "label", "metric"])
+    for label in _row_order(part):
+        entries = [label]
         for dataset in datasets:
             for metric in TABLE2_METRICS:
-                key = (dataset, model, mechanism, metric)
+                key = (dataset, label, metric)
                 entries.append(_entry(indexed.loc[key], alpha) if key in indexed.index else "")
         lines.append("| " + " | ".join(entries) + " |")
     return "\n".join(lines)
@@ -267,29 +399,98 @@ def table3_markdown(summary, alpha):
                      key=lambda column: (datasets.index(column[0]), _depth_key(column[1])))
     header = ["model"] + [f"{dataset} L={layers}" for dataset, layers in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    indexed = part.set_index(["dataset", "layers", "model", "mechanism"])
-    for model, mechanism in _row_order(part):
-        entries = [_label(model, mechanism)]
+    indexed = part.set_index(["dataset", "layers", "label"])
+    for label in _row_order(part):
+        entries = [label]
         for dataset, layers in columns:
-            key = (dataset, layers, model, mechanism)
+            key = (dataset, layers, label)
             entries.append(_entry(indexed.loc[key], alpha) if key in indexed.index else "")
         lines.append("| " + " | ".join(entries) + " |")
     return "\n".join(lines)
 
 
-def tables_markdown(frame, alpha=0.05):
+#: the validation columns of the choice table: (results column, header, format)
+VALIDATION_COLUMNS = [
+    ("valid_ndcg@10", "valid N@10", ".4f"), ("valid_ndcg@5", "valid N@5", ".4f"),
+    ("valid_refined_entropy", "entropy Ã", ".3f"), ("valid_first_entropy", "entropy A", ".3f"),
+    ("valid_refined_recent", "recent-5 Ã", ".3f"), ("valid_first_recent", "recent-5 A", ".3f"),
+    ("best_epoch", "best epoch", ".0f"), ("seconds", "seconds", ".0f"),
+]
+
+
+def validation_markdown(frame):
+    """The table settings are chosen from: validation metrics and attention sharpness.
+
+    One row per (model, mechanism, variant), per dataset and depth: mean ± sd over
+    seeds of the best epoch's validation NDCG@10 and NDCG@5, the last layer's
+    sharpness on validation sequences (relative row entropy, mass on the 5 most
+    recent items; Ã the weights used, A the first-order ones), best epoch and time.
+    """
+    import pandas as pd
+
+    frame = frame.copy()
+    if "variant" not in frame:
+        frame["variant"] = ""
+    labels = short_variants(frame)
+    frame["label"] = [_label(m, k) + (f" [{labels[v]}]" if labels[v] else "")
+                      for m, k, v in zip(frame["model"], frame["mechanism"], frame["variant"])]
+    columns = [c for c in VALIDATION_COLUMNS if c[0] in frame]
+    parts = []
+    for (dataset, layers), part in frame.groupby(["dataset", "layers"], sort=False):
+        header = ["model", "runs"] + [title for _, title, _ in columns]
+        lines = [f"### {dataset}, n_layers = {layers}", "",
+                 "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for label in _row_order(part.drop_duplicates("label")):
+            rows = part[part["label"] == label]
+            entries = [label, str(len(rows))]
+            for column, _, fmt in columns:
+                values = pd.to_numeric(rows[column], errors="coerce").dropna()
+                if values.empty:
+                    entries.append("")
+                elif len(values) > 1:
+                    entries.append(f"{values.mean():{fmt}} ± {values.std():{fmt}}")
+                else:
+                    entries.append(f"{values.mean():{fmt}}")
+            lines.append("| " + " | ".join(entries) + " |")
+        parts += lines + [""]
+    return "\n".join(parts)
+
+
+def users_markdown(summary, alpha):
+    """NDCG@10 of each mechanism against ``none``: paired over seeds and over test users."""
+    part = summary[(summary["metric"] == "ndcg@10") & summary["p_users"].notna()]
+    if part.empty:
+        return ""
+    lines = ["| dataset | n_layers | model | test N@10 | none | change | p (seeds) | p (users) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in part.to_dict("records"):
+        mark = "*" if row["p_users"] < alpha else ""
+        lines.append(f"| {row['dataset']} | {row['layers']} | {row['label']} | {row['mean']:.4f} | "
+                     f"{row['base_mean']:.4f} | {row['change_pct']:+.1f}% | {row['p_value']:.3g} | "
+                     f"{row['p_users']:.3g}{mark} |")
+    return "\n".join(lines)
+
+
+def tables_markdown(frame, alpha=0.05, per_user_dir=None):
     """The Markdown report of a results frame, and the summary it was made from."""
-    summary = summarize(frame, sorted(set(TABLE2_METRICS) | {TABLE3_METRIC}))
+    summary = summarize(frame, sorted(set(TABLE2_METRICS) | {TABLE3_METRIC} | set(PER_USER_METRICS)),
+                        per_user_dir)
     seeds = sorted(frame["seed"].unique(), key=lambda s: (len(s), s))
     legend = (f"Test metrics, mean over seeds {', '.join(seeds)}. In brackets: change against "
               f"the same backbone with `refine_mechanism: none` (same dataset, layers and seeds); "
               f"`*`: p < {alpha} in a two-sided paired t-test over seeds.")
-    parts = ["# Comparison", "", legend, ""]
+    parts = ["# Comparison", "", "## Validation (what settings are chosen on)", "",
+             validation_markdown(frame), legend, ""]
     depths = sorted(set(summary["layers"]) - {NO_MECHANISM}, key=_depth_key)
     for layers in depths or [NO_MECHANISM]:
         parts += [f"## Table 2 (n_layers = {layers})", "", table2_markdown(summary, layers, alpha), ""]
     if len(depths) > 1:
         parts += ["## Table 3 (NDCG@5 by n_layers)", "", table3_markdown(summary, alpha), ""]
+    users = users_markdown(summary, alpha)
+    if users:
+        parts += ["## Significance across test users (NDCG@10)", "",
+                  f"Each user's NDCG@10 averaged over the seeds both have; two-sided paired t-test "
+                  f"over users (`*`: p < {alpha}) beside the paired t-test over seeds.", "", users, ""]
     return "\n".join(parts), summary
 
 
@@ -314,6 +515,8 @@ def parse_args(argv):
                         help="n_layers values (default: what the config says)")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     parser.add_argument("--out", default="results", help="output folder (default results)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: rewrite tables.md and summary.csv from results.csv")
     args, extra = parser.parse_known_args(argv)
     keys = config_pairs(parser, extra)
     varied = {"seed": "--seeds", "refine_mechanism": "--models/--mechanisms"}
@@ -344,8 +547,12 @@ def compare(args, keys):
             raise ConfigurationError(f"--config: file not found: {path}")
     keys = {key: _parse_value(value) if isinstance(value, str) else value
             for key, value in keys.items()}
-    cells = plan(args.datasets, args.models, args.baselines, args.layers, args.seeds, args.mechanisms)
+    cells = [replace(cell, variant=variant_of(keys, config_files, cell.mechanism))
+             for cell in plan(args.datasets, args.models, args.baselines, args.layers, args.seeds,
+                              args.mechanisms)]
     frame = read_results(results_path)
+    if args.report_only:
+        cells = []
     done = finished_keys(frame)
     todo = []
     for cell in cells:
@@ -376,7 +583,7 @@ def compare(args, keys):
     elif os.path.exists(failures_path):
         os.remove(failures_path)
     if len(frame):
-        text, summary = tables_markdown(frame, args.alpha)
+        text, summary = tables_markdown(frame, args.alpha, out)
         write_text_atomic(os.path.join(out, "tables.md"), text)
         write_text_atomic(os.path.join(out, "summary.csv"), summary.to_csv(index=False))
     return frame, failures

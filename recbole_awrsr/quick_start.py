@@ -1,12 +1,13 @@
 """The one door: train and evaluate any model (ours or RecBole's) under the plugin's config."""
 
 import logging
+from dataclasses import dataclass
 from logging import getLogger
 
 from recbole.data import data_preparation
 from recbole.utils import init_logger, init_seed
 
-from recbole_awrsr.compat import disable_anomaly_detection, load_checkpoint
+from recbole_awrsr.compat import load_checkpoint
 from recbole_awrsr.config import Config
 from recbole_awrsr.registry import create_dataset, get_model, get_trainer
 
@@ -33,32 +34,57 @@ def prepare_data(config):
     return (data, *data_preparation(config, data))
 
 
-def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
-    """Train, validate and test one model; returns ``(result, trainer)``.
+@dataclass
+class Built:
+    """Everything one run needs, built the one way every caller builds it."""
 
-    ``result`` is RecBole's ``run_recbole`` dict; the trainer says where the
-    checkpoint went (``trainer.saved_model_file``).
+    config: object
+    dataset: object
+    train_data: object
+    valid_data: object
+    test_data: object
+    model: object
+    trainer: object = None
+
+
+def build(config, trainer=True):
+    """Data, model and (with ``trainer``) trainer for ``config``: the one pipeline.
+
+    Config -> seed -> logger -> dataset -> loaders -> seed again -> model -> trainer,
+    as RecBole's ``run_recbole`` does it, so that a seed gives RecBole's weights.
+    Run, checkpoint loading, tuning trials, the cost analysis, the tests and the
+    benchmarks all build through here.
+    """
+    data, train_data, valid_data, test_data = prepare_data(config)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    net = get_model(config["model"])(config, train_data.dataset).to(config["device"])
+    getLogger().info(net)
+    built = Built(config, data, train_data, valid_data, test_data, net)
+    if trainer:
+        built.trainer = build_trainer(config, net)
+    return built
+
+
+def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
+    """Train, validate and test one model; returns ``(result, built)``.
+
+    ``result`` is RecBole's ``run_recbole`` dict; ``built`` (:class:`Built`) holds the
+    data, the model (with the best weights after testing a saved run) and the
+    trainer, which says where the checkpoint went (``trainer.saved_model_file``).
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list,
                     config_dict=config_dict)
-    _, train_data, valid_data, test_data = prepare_data(config)
-    logger = getLogger()
-
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model_class = get_model(config["model"])
-    net = model_class(config, train_data.dataset).to(config["device"])
-    logger.info(net)
-    disable_anomaly_detection()
-
-    trainer = build_trainer(config, net)
+    built = build(config)
+    trainer, config = built.trainer, built.config
     best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+        built.train_data, built.valid_data, saved=saved, show_progress=config["show_progress"]
     )
     if not config["single_spec"]:
         share_checkpoint_name(trainer)
     test_result = trainer.evaluate(
-        test_data, load_best_model=saved, show_progress=config["show_progress"]
+        built.test_data, load_best_model=saved, show_progress=config["show_progress"]
     )
+    logger = getLogger()
     logger.info(f"best valid : {best_valid_result}")
     logger.info(f"test result: {test_result}")
     result = {
@@ -67,7 +93,7 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved
         "best_valid_result": best_valid_result,
         "test_result": test_result,
     }
-    return result, trainer
+    return result, built
 
 
 def build_trainer(config, net):
@@ -176,11 +202,8 @@ def load_data_and_model(model_file):
     Returns ``(config, model, dataset, train_data, valid_data, test_data)`` like RecBole's.
     """
     checkpoint = load_checkpoint(model_file)
-    config = checkpoint["config"]
-    data, train_data, valid_data, test_data = prepare_data(config)
-
-    init_seed(config["seed"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data.dataset).to(config["device"])
-    model.load_state_dict(checkpoint["state_dict"])
-    model.load_other_parameter(checkpoint.get("other_parameter"))
-    return config, model, data, train_data, valid_data, test_data
+    built = build(checkpoint["config"], trainer=False)
+    built.model.load_state_dict(checkpoint["state_dict"])
+    built.model.load_other_parameter(checkpoint.get("other_parameter"))
+    return (built.config, built.model, built.dataset, built.train_data, built.valid_data,
+            built.test_data)

@@ -15,6 +15,30 @@ from recbole_awrsr.analysis.history import (
     model_label,
 )
 from recbole_awrsr.compat import trusted_checkpoint_loading
+from recbole_awrsr.model.sharpness import model_sharpness
+
+
+#: validation sequences the per-epoch sharpness is measured on
+SHARPNESS_ROWS = 256
+
+
+def first_sequences(data, field, rows):
+    """The first ``rows`` item sequences (rows, n) of an evaluation loader.
+
+    The loader's iteration is run with the random state forked off: starting a
+    torch DataLoader draws a seed from the global generator.
+    """
+    import torch
+
+    parts, count = [], 0
+    with torch.random.fork_rng(devices=[]):
+        for batch in data:
+            interaction = batch[0] if isinstance(batch, tuple) else batch
+            parts.append(interaction[field].cpu())
+            count += len(parts[-1])
+            if count >= rows:
+                break
+    return torch.cat(parts)[:rows]
 
 
 class TimeBudgetExhausted(Exception):
@@ -38,6 +62,14 @@ class PluginTrainerMixin:
       parameters' gradients together, taken at every optimizer step; the CSV's
       ``grad_norm`` is its **mean over the epoch's steps** (``grad_norm_last``: the
       last step's). Recording only reads gradients and clocks: no metric changes.
+      For the plugin's models each validated epoch also gets the last layer's
+      attention sharpness on the first :data:`SHARPNESS_ROWS` validation sequences
+      (:mod:`recbole_awrsr.model.sharpness`; computed in eval mode with the random
+      state forked off, so training draws the same numbers with or without it).
+    * ``last_eval_struct``: the data RecBole's evaluator scored in the last
+      evaluation (``rec.topk``: each user's hits in the top k and positive count).
+    * ``epochs_trained`` and ``best_epoch`` (the last epoch with the best
+      validation score, as RecBole chooses it) are kept on the trainer for whoever reports the run.
     """
 
     def __init__(self, config, model):
@@ -47,6 +79,16 @@ class PluginTrainerMixin:
         if getattr(self, "saved_model_file", None):
             stem, ext = os.path.splitext(self.saved_model_file)
             self.saved_model_file = f"{stem}-{uuid.uuid4().hex[:6]}{ext}"
+        self.last_eval_struct = None
+        evaluate = self.evaluator.evaluate
+
+        def keep_struct(struct):
+            # RecBole's collector hands its data out once and clears it: the per-user
+            # numbers of the last evaluation (compare's paired test) are read from here
+            self.last_eval_struct = struct
+            return evaluate(struct)
+
+        self.evaluator.evaluate = keep_struct
 
     def _history_enabled(self):
         # an unset key means the default: on
@@ -55,6 +97,8 @@ class PluginTrainerMixin:
     def fit(self, train_data, valid_data=None, *args, **kwargs):
         self._fit_started = time.monotonic()
         self._history = None
+        self._sharpness_sequences = None
+        self.epochs_trained, self.best_epoch, self._best_seen = 0, None, None
         if self._history_enabled():
             self._history = TrainingHistory(history_path(self.saved_model_file),
                                             model_label(self.config))
@@ -75,6 +119,8 @@ class PluginTrainerMixin:
                     f"train_time_budget of {budget}s used up after {epoch_idx} epochs "
                     f"({elapsed:.0f}s): stopping, the best epoch so far is kept."
                 )
+        self._epoch = epoch_idx
+        self.epochs_trained = getattr(self, "epochs_trained", 0) + 1
         history = getattr(self, "_history", None)
         optimizer = getattr(self, "optimizer", None)
         if history is None or optimizer is None:
@@ -92,10 +138,30 @@ class PluginTrainerMixin:
     def _valid_epoch(self, valid_data, *args, **kwargs):
         started = time.monotonic()
         valid_score, valid_result = super()._valid_epoch(valid_data, *args, **kwargs)
+        elapsed = time.monotonic() - started
+        best = getattr(self, "_best_seen", None)
+        if best is None or (valid_score >= best if self.valid_metric_bigger else valid_score <= best):
+            self._best_seen, self.best_epoch = valid_score, getattr(self, "_epoch", None)
         history = getattr(self, "_history", None)
         if history is not None:
-            history.add_validation(valid_score, valid_result, time.monotonic() - started)
+            history.add_validation(valid_score, valid_result, elapsed,
+                                   self.validation_sharpness(valid_data))
         return valid_score, valid_result
+
+    def validation_sharpness(self, valid_data, rows=None):
+        """Last-layer attention sharpness on the first validation sequences, or ``{}``.
+
+        Only for models with ``attention_layers()`` and ``encode`` (the plugin's);
+        ``rows`` sequences at most (default :data:`SHARPNESS_ROWS`).
+        """
+        if not (hasattr(self.model, "attention_layers") and hasattr(self.model, "encode")):
+            return {}
+        rows = rows or SHARPNESS_ROWS
+        sequences = getattr(self, "_sharpness_sequences", None)
+        if sequences is None or len(sequences) < rows:
+            sequences = first_sequences(valid_data, self.model.ITEM_SEQ, rows)
+            self._sharpness_sequences = sequences
+        return model_sharpness(self.model, sequences[:rows].to(self.device))
 
     def evaluate(self, *args, **kwargs):
         with trusted_checkpoint_loading():

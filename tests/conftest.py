@@ -12,7 +12,6 @@ import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 TINY_USERS, TINY_ITEMS = 40, 30
 MAX_LEN = 8
@@ -68,18 +67,12 @@ def tiny_config_dict(tiny_root, tmp_path):
 
 def build(model, dataset="tiny", config_dict=None, **overrides):
     """(config, model, train_data, valid_data, test_data) for a model on a dataset."""
-    from recbole.data import data_preparation
-    from recbole.utils import init_seed
-
-    from recbole_awrsr import Config, create_dataset, get_model
+    from recbole_awrsr import Config
+    from recbole_awrsr.quick_start import build as build_run
 
     config = Config(model=model, dataset=dataset, config_dict={**(config_dict or {}), **overrides})
-    init_seed(config["seed"], config["reproducibility"])
-    data = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, data)
-    init_seed(config["seed"], config["reproducibility"])
-    net = get_model(config["model"])(config, train_data.dataset)
-    return config, net, train_data, valid_data, test_data
+    built = build_run(config, trainer=False)
+    return config, built.model, built.train_data, built.valid_data, built.test_data
 
 
 def random_sequences(batch, length, n_items, seed=0, min_len=1):

@@ -137,7 +137,7 @@ def checkpoints(tiny_root, tmp_path_factory):
         _, base = run("SASRec", "tiny", config_dict=common)
     finally:
         os.chdir(cwd)
-    return {"refined": refined.saved_model_file, "base": base.saved_model_file,
+    return {"refined": refined.trainer.saved_model_file, "base": base.trainer.saved_model_file,
             "folder": folder / "saved"}
 
 

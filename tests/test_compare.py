@@ -132,7 +132,9 @@ def test_interrupted_comparison_runs_only_missing_cells(tiny_config_dict, tmp_pa
 
     monkeypatch.setattr(compare, "run_cell", counting)
     assert main(argv) == 0
-    assert calls == [compare.Cell("tiny", "SASRecAWR", "simple", None, 2)]
+    assert [(c.dataset, c.model, c.mechanism, c.layers, c.seed) for c in calls] == [
+        ("tiny", "SASRecAWR", "simple", None, 2)]
+    assert "refine_" not in calls[0].variant and "epochs=2" in calls[0].variant
     again = pd.read_csv(path, dtype={k: str for k in KEYS})
     assert len(again) == 4 and not again.duplicated(KEYS).any()
 
@@ -177,7 +179,7 @@ def test_merged_results_keep_the_papers_order():
                                  ("STOSAAWR", "none"), ("GRU4Rec", "-"), ("SASRecAWR", "none")):
             for seed in ("1", "2"):
                 value = 0.1 + 0.01 * int(seed)
-                rows.append({"dataset": "d", "model": model, "mechanism": mechanism,
+                rows.append({"dataset": "d", "model": model, "mechanism": mechanism, "variant": "",
                              "layers": "-" if model == "GRU4Rec" else layers, "seed": seed,
                              "test_recall@1": value, "test_recall@5": value, "test_ndcg@5": value})
     text, _ = tables_markdown(pd.DataFrame(rows).drop_duplicates(KEYS))

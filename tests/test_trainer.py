@@ -16,10 +16,11 @@ from recbole_awrsr.quick_start import run
 def test_history_changes_no_metric_and_is_written_per_epoch(tiny_config_dict):
     config = {**tiny_config_dict, "epochs": 3}
     # separate folders: checkpoint names only differ by the second they were made in
-    with_history, trainer_on = run("SASRecAWR", "tiny", config_dict={
+    with_history, built_on = run("SASRecAWR", "tiny", config_dict={
         **config, "save_history": True, "checkpoint_dir": "on"})
-    without, trainer_off = run("SASRecAWR", "tiny", config_dict={
+    without, built_off = run("SASRecAWR", "tiny", config_dict={
         **config, "save_history": False, "checkpoint_dir": "off"})
+    trainer_on, trainer_off = built_on.trainer, built_off.trainer
 
     assert with_history["test_result"] == without["test_result"]
     assert with_history["best_valid_result"] == without["best_valid_result"]
@@ -51,7 +52,7 @@ def test_grad_norm_equals_an_independent_computation_one_step(tiny_config_dict):
     gradient of the initial model's loss on the whole training set."""
     settings = {**tiny_config_dict, "epochs": 1, "train_batch_size": 4096,
                 "hidden_dropout_prob": 0.0, "attn_dropout_prob": 0.0}
-    _, trainer = run("SASRecAWR", "tiny", config_dict=settings, saved=False)
+    trainer = run("SASRecAWR", "tiny", config_dict=settings, saved=False)[1].trainer
     history = pd.read_csv(history_path(trainer.saved_model_file))
     assert history["steps"].tolist() == [1]
 
@@ -103,8 +104,7 @@ def test_grad_norm_is_the_mean_over_the_epochs_steps(tiny_config_dict):
 
 def test_history_rows_of_earlier_epochs_survive_a_resume(tiny_config_dict):
     settings = {**tiny_config_dict, "epochs": 2}
-    _, first = run("SASRecAWR", "tiny", config_dict=settings)
-    model_file = first.saved_model_file
+    model_file = run("SASRecAWR", "tiny", config_dict=settings)[1].trainer.saved_model_file
 
     config, net, train_data, valid_data, _ = build("SASRecAWR", config_dict={**settings, "epochs": 4})
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)

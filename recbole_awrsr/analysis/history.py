@@ -12,6 +12,9 @@ number of optimizer steps), ``steps``, ``grad_norm`` (mean over the epoch's step
 the global gradient norm), ``grad_norm_last`` (the last step's), ``train_time_s``,
 ``valid_time_s``, ``valid_score`` and one column per validation metric
 (``ndcg@5``, ...); validation columns are empty for epochs without validation.
+For the plugin's models, ``refined_entropy``, ``refined_recent``, ``first_entropy``
+and ``first_recent``: the last layer's attention sharpness on the first validation
+sequences (:mod:`recbole_awrsr.model.sharpness`).
 """
 
 import math
@@ -113,14 +116,16 @@ class TrainingHistory:
         })
         self.write()
 
-    def add_validation(self, valid_score, valid_result, valid_time):
-        """Attach the validation of the epoch just trained to its row."""
+    def add_validation(self, valid_score, valid_result, valid_time, sharpness=None):
+        """Attach the validation of the epoch just trained (and its sharpness) to its row."""
         if not self.rows:
             return
         row = self.rows[-1]
         row["valid_time_s"] = valid_time
         row["valid_score"] = float(valid_score)
         for name, value in (valid_result or {}).items():
+            row[name] = float(value)
+        for name, value in (sharpness or {}).items():
             row[name] = float(value)
         self.write()
 

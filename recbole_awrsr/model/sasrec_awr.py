@@ -105,6 +105,10 @@ class SASRecAWR(SASRec):
         else:
             super()._init_weights(module)
 
+    def attention_layers(self):
+        """The self-attention module of every layer, first to last."""
+        return self.trm_encoder.attention_layers()
+
     def embed(self, item_seq):
         """Encoder input and attention mask: (B, n) item ids -> (B, n, d), (B, 1, n, n)."""
         positions = torch.arange(item_seq.size(1), device=item_seq.device)
@@ -117,7 +121,7 @@ class SASRecAWR(SASRec):
         Whole, uncut batches while attention weights are being kept, so that the
         kept (B, h, n, n) matrices cover the batch.
         """
-        if any(layer.keep_weights for layer in self.trm_encoder.attention_layers()):
+        if any(layer.keep_weights for layer in self.attention_layers()):
             return [(None, self.max_seq_length)]
         return length_groups(item_seq_len, auto_groups(self.length_groups, item_seq_len.device))
 

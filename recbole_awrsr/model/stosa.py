@@ -144,6 +144,10 @@ class STOSA(SequentialRecommender):
             return self.item_mean_embedding.weight, positive_variance(self.item_cov_embedding.weight)
         return self.item_mean_embedding(items), positive_variance(self.item_cov_embedding(items))
 
+    def attention_layers(self):
+        """The self-attention module of every layer, first to last."""
+        return self.encoder.attention_layers()
+
     def embed(self, item_seq):
         """Input Gaussians of a sequence: (B, n) ids -> mean (B, n, d), variance (B, n, d)."""
         positions = torch.arange(item_seq.size(1), device=item_seq.device)
