@@ -14,9 +14,9 @@ DEFAULT_DATASET = "ml-100k"
 
 #: subcommand -> module whose ``main(argv)`` handles it (argv[0] is the subcommand)
 SUBCOMMANDS = {
-    "convert": "recbole_awrsr.data.__main__",
-    "download": "recbole_awrsr.data.__main__",
-    "stats": "recbole_awrsr.data.__main__",
+    "convert": "recbole_awrsr.datatools.cli",
+    "download": "recbole_awrsr.datatools.cli",
+    "stats": "recbole_awrsr.datatools.cli",
     "tune": "recbole_awrsr.tune",
     "compare": "recbole_awrsr.compare",
     "analysis": "recbole_awrsr.analysis.__main__",

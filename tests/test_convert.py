@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from recbole_awrsr.data.__main__ import main
-from recbole_awrsr.data.convert import convert, source
+from recbole_awrsr.datatools.cli import main
+from recbole_awrsr.datatools.convert import convert, source
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
@@ -355,7 +355,7 @@ def _serving(payload, calls):
 
 
 def test_download_without_network_fails_fast_with_url_and_manual_steps(monkeypatch, capsys):
-    from recbole_awrsr.data import download
+    from recbole_awrsr.datatools import download
 
     # a closed local port: the real urllib path, refused at once, network or not
     monkeypatch.setitem(download.ARCHIVES, "ml-1m",
@@ -372,7 +372,7 @@ def test_download_without_network_fails_fast_with_url_and_manual_steps(monkeypat
 def test_download_official_url_uses_a_short_timeout(monkeypatch, capsys):
     import urllib.error
 
-    from recbole_awrsr.data import download
+    from recbole_awrsr.datatools import download
 
     calls = []
 
@@ -391,7 +391,7 @@ def test_download_without_pin_stops_with_the_hash_then_converts_with_sha256(tmp_
                                                                            monkeypatch):
     import hashlib
 
-    from recbole_awrsr.data import download
+    from recbole_awrsr.datatools import download
 
     url = download.ARCHIVES["ml-1m"].url
     monkeypatch.setitem(download.ARCHIVES, "ml-1m", download.Archive(url, "ml-1m.zip"))
@@ -412,7 +412,7 @@ def test_download_without_pin_stops_with_the_hash_then_converts_with_sha256(tmp_
 def test_download_checks_the_publishers_md5(tmp_path, monkeypatch):
     import hashlib
 
-    from recbole_awrsr.data import download
+    from recbole_awrsr.datatools import download
 
     assert download.ARCHIVES["ml-1m"].md5 == "c4d9eecfca2ab87c1945afe126590906"
     payload = _ml1m_zip_bytes(tmp_path)
@@ -430,7 +430,7 @@ def test_download_checks_the_publishers_md5(tmp_path, monkeypatch):
 
 
 def test_download_with_wrong_pinned_hash_deletes_the_file(tmp_path, monkeypatch):
-    from recbole_awrsr.data import download
+    from recbole_awrsr.datatools import download
 
     url = download.ARCHIVES["ml-1m"].url
     monkeypatch.setitem(download.ARCHIVES, "ml-1m", download.Archive(url, "ml-1m.zip", "0" * 64))

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from recbole_awrsr.data.__main__ import main
-from recbole_awrsr.data.stats import dataset_stats, format_stats
+from recbole_awrsr.datatools.cli import main
+from recbole_awrsr.datatools.stats import dataset_stats, format_stats
 
 
 def _pairs_file(folder):

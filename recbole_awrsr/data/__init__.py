@@ -1,1 +1,1 @@
-"""Data: atomic-file converters and the plugin's RecBole dataset classes."""
+"""Data at run time: the plugin's RecBole dataset classes (converters: :mod:`recbole_awrsr.datatools`)."""

@@ -6,7 +6,7 @@ category by its lower-case name (``beauty``, ``sports_and_outdoors``, ...;
 ``sports``, ``toys`` and ``home`` are accepted as the usual short names).
 """
 
-from recbole_awrsr.data.convert.source import ConversionError
+from recbole_awrsr.datatools.convert.source import ConversionError
 
 #: Amazon 2014 per-category file names (``ratings_<Category>.csv``, ``reviews_<Category>_5.json.gz``)
 AMAZON_CATEGORIES = (
@@ -50,7 +50,7 @@ def convert(dataset, input_path, output_dir="dataset_atomic", name=None, drop_un
 
     ``drop_unrated`` (anime) drops -1 ratings; ``input_format`` (Amazon) forces
     ``ratings``, ``reviews`` or ``sequence`` instead of guessing from the file name.
-    Returns the finished :class:`~recbole_awrsr.data.convert.writer.DatasetWriter`
+    Returns the finished :class:`~recbole_awrsr.datatools.convert.writer.DatasetWriter`
     (``.inter.rows``, ``.item``, ``.written``). Raises :class:`ConversionError`;
     the output folder is then unchanged.
     """
@@ -62,15 +62,15 @@ def convert(dataset, input_path, output_dir="dataset_atomic", name=None, drop_un
         raise ConversionError(input_path, "--format applies to Amazon categories only",
                               "an Amazon 2014 category as DATASET")
     if dataset == "ml-1m":
-        from recbole_awrsr.data.convert import movielens
+        from recbole_awrsr.datatools.convert import movielens
         return movielens.convert(input_path, output_dir, name)
     if dataset == "anime":
-        from recbole_awrsr.data.convert import anime
+        from recbole_awrsr.datatools.convert import anime
         return anime.convert(input_path, output_dir, name, drop_unrated=drop_unrated)
     if dataset == "pairs":
-        from recbole_awrsr.data.convert import pairs
+        from recbole_awrsr.datatools.convert import pairs
         return pairs.convert(input_path, output_dir, name)
-    from recbole_awrsr.data.convert import amazon
+    from recbole_awrsr.datatools.convert import amazon
     return amazon.convert(input_path, output_dir, name, amazon_category(dataset), input_format)
 
 

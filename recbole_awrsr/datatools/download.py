@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from recbole_awrsr.data.convert import amazon_category, check_dataset, convert
+from recbole_awrsr.datatools.convert import amazon_category, check_dataset, convert
 
 #: seconds to wait for a connection or a read; without network, fail fast
 DEFAULT_TIMEOUT = 5.0

@@ -9,10 +9,10 @@ dataset_atomic/README.md for what that means for leave-one-out).
 import csv
 import os
 
-from recbole_awrsr.data.convert.source import (
+from recbole_awrsr.datatools.convert.source import (
     ConversionError, format_number, iter_lines, parse_float, parse_int,
 )
-from recbole_awrsr.data.convert.writer import DatasetWriter
+from recbole_awrsr.datatools.convert.writer import DatasetWriter
 
 RATINGS_HEADER = "user_id,anime_id,rating"
 RATINGS_FORMAT = f"'{RATINGS_HEADER}' header, then integer ids and a rating (-1 or 1-10) per line"

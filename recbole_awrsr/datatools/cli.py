@@ -1,0 +1,119 @@
+"""The offline data tools' command line: ``python -m recbole_awrsr.data convert|download|stats ...``.
+
+Also ``recbole-awrsr convert ...`` (``download``, ``stats``) and ``python -m recbole_awrsr.datatools``.
+
+convert DATASET INPUT [--output-dir dataset_atomic] [--name NAME] [--drop-unrated] [--format F]
+    raw files -> <output-dir>/<name>/<name>.inter (+ .item)
+download DATASET [--output-dir dataset_atomic] [--sha256 HEX] [--timeout S]
+    official archive -> verified -> converted
+stats DATASET [--data-path dataset_atomic]
+    users / items / interactions / density after RecBole's filtering, beside the paper's Table 1
+
+Errors print one message on stderr and exit with status 1 (2 for a bad command line).
+"""
+
+import argparse
+import os
+import sys
+import time
+
+from recbole_awrsr.datatools.convert import known_datasets
+
+DEFAULT_OUTPUT = "dataset_atomic"
+
+
+def build_parser():
+    """The argument parser with its three subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="python -m recbole_awrsr.data",
+        description="Convert published dataset files to RecBole atomic files, download them, "
+        "or show their statistics.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="convert|download|stats")
+    names = ", ".join(known_datasets()[:4]) + ", ... (any Amazon 2014 category)"
+
+    convert = commands.add_parser("convert", help="raw files -> atomic files")
+    convert.add_argument("dataset", help=f"dataset name: {names}")
+    convert.add_argument("input", help="raw file or folder (see dataset_atomic/README.md)")
+    convert.add_argument("--output-dir", default=DEFAULT_OUTPUT,
+                         help=f"folder that receives <name>/<name>.inter (default {DEFAULT_OUTPUT})")
+    convert.add_argument("--name", default=None, help="dataset name to write (default: DATASET)")
+    convert.add_argument("--drop-unrated", action="store_true",
+                         help="anime: drop rating -1 (watched, not rated) instead of keeping it")
+    convert.add_argument("--format", dest="input_format", choices=("ratings", "reviews", "sequence"),
+                         default=None, help="Amazon: input format (default: from the file name)")
+
+    download = commands.add_parser("download", help="fetch the official archive, verify, convert")
+    download.add_argument("dataset")
+    download.add_argument("--output-dir", default=DEFAULT_OUTPUT)
+    download.add_argument("--sha256", default=None,
+                          help="expected SHA-256 of the archive (needed while none is pinned)")
+    download.add_argument("--timeout", type=float, default=None,
+                          help="seconds to wait for the server (default 5)")
+
+    stats = commands.add_parser("stats", help="statistics after RecBole's filtering")
+    stats.add_argument("dataset")
+    stats.add_argument("--data-path", default=DEFAULT_OUTPUT,
+                       help=f"folder holding <dataset>/<dataset>.inter (default {DEFAULT_OUTPUT})")
+    return parser
+
+
+def main(argv=None):
+    """Run one subcommand; ``argv[0]`` is ``convert``, ``download`` or ``stats``. Returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # argparse already printed the usage error
+        return stop.code
+    from recbole_awrsr.datatools.convert import ConversionError
+    from recbole_awrsr.datatools.download import DownloadError
+
+    try:
+        if args.command == "convert":
+            return _convert(args)
+        if args.command == "download":
+            return _download(args)
+        return _stats(args)
+    except (ConversionError, DownloadError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def _report(out, dataset, output_dir, seconds):
+    counts = f"{out.inter.rows:,} interactions" + (
+        f", {out.item.rows:,} items in .item" if out.item is not None else "")
+    print(f"wrote {os.path.join(out.folder, out.name + '.inter')} ({counts}) in {seconds:.1f} s")
+    data_path = "" if os.path.normpath(output_dir) == DEFAULT_OUTPUT else f" --data_path={output_dir}"
+    print(f"next: python run_recbole_awrsr.py --dataset={out.name}{data_path}   "
+          f"(statistics: python -m recbole_awrsr.data stats {out.name}"
+          f"{' --data-path ' + output_dir if data_path else ''})")
+
+
+def _convert(args):
+    from recbole_awrsr.datatools.convert import convert
+
+    start = time.perf_counter()
+    out = convert(args.dataset, args.input, args.output_dir, name=args.name,
+                  drop_unrated=args.drop_unrated, input_format=args.input_format)
+    _report(out, args.dataset, args.output_dir, time.perf_counter() - start)
+    return 0
+
+
+def _download(args):
+    from recbole_awrsr.datatools.download import DEFAULT_TIMEOUT, download
+
+    start = time.perf_counter()
+    out = download(args.dataset, args.output_dir, sha256=args.sha256,
+                   timeout=args.timeout or DEFAULT_TIMEOUT)
+    _report(out, args.dataset, args.output_dir, time.perf_counter() - start)
+    return 0
+
+
+def _stats(args):
+    from recbole_awrsr.datatools.stats import dataset_stats, format_stats
+
+    print(format_stats(args.dataset, dataset_stats(args.dataset, args.data_path)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
