@@ -73,25 +73,18 @@ class DataCache:
         self._data = {}
 
     def get(self, config):
-        from recbole.data import data_preparation
-        from recbole.utils import init_seed
-
-        from recbole_awrsr import create_dataset
+        from recbole_awrsr.quick_start import prepare_data
 
         key = (config["model"].startswith("STOSA"), config["train_targets"])
         if key not in self._data:
-            init_seed(config["seed"], config["reproducibility"])
-            self._data[key] = data_preparation(config, create_dataset(config))
+            self._data[key] = prepare_data(config)[1:]
         return self._data[key]
 
 
 def build_model(config, dataset):
-    from recbole.utils import init_seed
+    from recbole_awrsr.quick_start import new_model
 
-    from recbole_awrsr import get_model
-
-    init_seed(config["seed"], config["reproducibility"])
-    return get_model(config["model"])(config, dataset).to(config["device"])
+    return new_model(config, dataset)
 
 
 def check_equivalence(cache, device):

@@ -98,19 +98,13 @@ def count_targets(model, batch):
 
 def prepare(spec, extra=None):
     """Config, data, model and trainer for one configuration (seeded as RecBole does)."""
-    from recbole.data import data_preparation
-    from recbole.utils import init_seed
-
-    from recbole_awrsr import Config, create_dataset, get_model, get_trainer
+    from recbole_awrsr import Config
+    from recbole_awrsr.quick_start import build
 
     config = Config(model=spec["model"], dataset=spec["dataset"], config_dict={
         **COMMON, **spec["overrides"], **(extra or {}), "data_path": spec["data_path"]})
-    init_seed(config["seed"], config["reproducibility"])
-    train_data, valid_data, _ = data_preparation(config, create_dataset(config))
-    init_seed(config["seed"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data.dataset)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    return config, train_data, valid_data, model, trainer
+    built = build(config)
+    return config, built.train_data, built.valid_data, built.model, built.trainer
 
 
 def worker(spec):

@@ -20,12 +20,13 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, replace
 
+from recbole_awrsr import model as plugin_models
 from recbole_awrsr.cli import config_pairs
 from recbole_awrsr.errors import ConfigurationError
+from recbole_awrsr.model.refinement import MECHANISMS, backbone_of
+from recbole_awrsr.model.refinement import mechanisms_for as backbone_mechanisms
 from recbole_awrsr.files import write_text_atomic
 
-#: the plugin's backbones and the ``backbone`` name their mechanisms declare
-MODEL_BACKBONES = {"SASRecAWR": "sasrec", "STOSAAWR": "stosa"}
 BASE = "none"
 #: ``mechanism`` of a RecBole baseline (it has no refinement)
 NO_MECHANISM = "-"
@@ -85,13 +86,10 @@ def mechanisms_for(model, only=None):
 
     ``only`` restricts them (``none`` is always kept: it is what the others are compared with).
     """
-    backbone = MODEL_BACKBONES.get(model)
+    backbone = backbone_of(getattr(plugin_models, model, None))
     if backbone is None:
         return [NO_MECHANISM]
-    from recbole_awrsr.model.refinement import MECHANISMS
-
-    names = [name for name, cls in MECHANISMS.items() if backbone in cls.backbones]
-    names = [BASE] + [name for name in names if name != BASE]
+    names = [BASE] + [name for name in backbone_mechanisms(backbone) if name != BASE]
     if only:
         unknown = sorted(set(only) - set(MECHANISMS))
         if unknown:
@@ -355,11 +353,11 @@ def _row_order(summary):
     out in the same order.
     """
     seen = list(dict.fromkeys(zip(summary["model"], summary["mechanism"], summary["label"])))
-    backbones = list(MODEL_BACKBONES)
+    backbones = plugin_models.refined_models()
 
     def rank(triple):
         model, mechanism, _ = triple
-        if model not in MODEL_BACKBONES:
+        if model not in backbones:
             return (0, seen.index(triple), 0, 0)
         order = mechanisms_for(model)
         return (1, backbones.index(model),
@@ -506,7 +504,8 @@ def parse_args(argv):
     parser.add_argument("--seeds", nargs="+", type=int, default=[2020])
     parser.add_argument("--config", nargs="+", default=[],
                         help="YAML config files for every cell (e.g. tune's best.yaml)")
-    parser.add_argument("--models", nargs="+", default=list(MODEL_BACKBONES),
+    refined = plugin_models.refined_models()
+    parser.add_argument("--models", nargs="+", default=refined,
                         help="plugin backbones (default: SASRecAWR STOSAAWR)")
     parser.add_argument("--baselines", nargs="*", default=[], help="RecBole models, e.g. SASRec GRU4Rec")
     parser.add_argument("--mechanisms", nargs="+", default=None,
@@ -526,8 +525,8 @@ def parse_args(argv):
         if key in keys:
             parser.error(f"--{key} is set per run by {option}; drop --{key}=...")
     for model in args.models:
-        if model not in MODEL_BACKBONES:
-            parser.error(f"--models takes the plugin's backbones ({', '.join(MODEL_BACKBONES)}); "
+        if model not in refined:
+            parser.error(f"--models takes the plugin's refined models ({', '.join(refined)}); "
                          f"put RecBole models such as {model} under --baselines")
     return args, keys
 

@@ -56,13 +56,22 @@ def build(config, trainer=True):
     benchmarks all build through here.
     """
     data, train_data, valid_data, test_data = prepare_data(config)
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    net = get_model(config["model"])(config, train_data.dataset).to(config["device"])
+    net = new_model(config, train_data.dataset)
     getLogger().info(net)
     built = Built(config, data, train_data, valid_data, test_data, net)
     if trainer:
         built.trainer = build_trainer(config, net)
     return built
+
+
+def new_model(config, dataset):
+    """The model ``config`` names, on its device, seeded as RecBole seeds it before building.
+
+    Several models built this way on one dataset get the same initial draws (a
+    comparison of weights, the benchmarks).
+    """
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    return get_model(config["model"])(config, dataset).to(config["device"])
 
 
 def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):

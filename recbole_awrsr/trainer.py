@@ -68,6 +68,8 @@ class PluginTrainerMixin:
       state forked off, so training draws the same numbers with or without it).
     * ``last_eval_struct``: the data RecBole's evaluator scored in the last
       evaluation (``rec.topk``: each user's hits in the top k and positive count).
+    * ``last_valid_result``: the last validation's metrics (what ``callback_fn`` of
+      ``fit`` may report; RecBole passes it only the score).
     * ``epochs_trained`` and ``best_epoch`` (the last epoch with the best
       validation score, as RecBole chooses it) are kept on the trainer for whoever reports the run.
     """
@@ -139,6 +141,7 @@ class PluginTrainerMixin:
         started = time.monotonic()
         valid_score, valid_result = super()._valid_epoch(valid_data, *args, **kwargs)
         elapsed = time.monotonic() - started
+        self.last_valid_result = valid_result
         best = getattr(self, "_best_seen", None)
         if best is None or (valid_score >= best if self.valid_metric_bigger else valid_score <= best):
             self._best_seen, self.best_epoch = valid_score, getattr(self, "_epoch", None)

@@ -155,19 +155,6 @@ def absolute_paths(config_dict):
     return fixed
 
 
-def _reporting_trainer(trainer_class):
-    """``trainer_class`` keeping the last validation result, for the per-epoch report."""
-
-    class Reporting(trainer_class):
-        def _valid_epoch(self, valid_data, show_progress=False):
-            score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
-            self.last_valid_result = result
-            return score, result
-
-    Reporting.__name__ = trainer_class.__name__
-    return Reporting
-
-
 def train_trial(search_config, study):
     """Ray trainable: train one configuration, reporting every epoch's validation metrics.
 
@@ -176,12 +163,9 @@ def train_trial(search_config, study):
     """
     import torch
     from ray.air import session
-    from recbole.data import data_preparation
-    from recbole.utils import init_logger, init_seed
 
-    from recbole_awrsr.compat import disable_anomaly_detection
     from recbole_awrsr.config import Config
-    from recbole_awrsr.registry import create_dataset, get_model, get_trainer
+    from recbole_awrsr.quick_start import build
 
     # Ray workers carry flags such as --node-ip-address; RecBole code that reads
     # sys.argv must not see them (our Config already ignores it).
@@ -192,22 +176,16 @@ def train_trial(search_config, study):
         **search_config,
         "checkpoint_dir": os.path.join(study.checkpoint_root, session.get_trial_id()),
     }
-    config = Config(study.model, study.dataset, list(study.config_files), config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    data = create_dataset(config)
-    train_data, valid_data, _ = data_preparation(config, data)
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    net = get_model(config["model"])(config, train_data.dataset).to(config["device"])
-    disable_anomaly_detection()
-    trainer = _reporting_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))(config, net)
+    built = build(Config(study.model, study.dataset, list(study.config_files), config_dict))
+    trainer = built.trainer
 
     def report(epoch, valid_score):
         metrics = {f"valid_{key}": value for key, value in trainer.last_valid_result.items()}
         session.report({"epoch": epoch, "valid_score": valid_score,
                         "best_valid_score": trainer.best_valid_score, **metrics})
 
-    trainer.fit(train_data, valid_data, saved=False, show_progress=False, callback_fn=report)
+    trainer.fit(built.train_data, built.valid_data, saved=False, show_progress=False,
+                callback_fn=report)
 
 
 def trial_rows(analysis, params, mode):

@@ -20,13 +20,12 @@ import time
 import pandas as pd
 import torch
 
+from recbole_awrsr import model as plugin_models
 from recbole_awrsr.analysis.errors import AnalysisError
+from recbole_awrsr.model.refinement import backbone_of, mechanisms_for
 
-#: backbone -> (model with refinement, mechanisms it offers besides none)
-BACKBONES = {
-    "sasrec": ("SASRecAWR", ("simple", "value", "additive")),
-    "stosa": ("STOSAAWR", ("simple", "value", "additive", "stochastic")),
-}
+#: backbone -> the model with refinement that declares it
+BACKBONES = {backbone_of(getattr(plugin_models, name)): name for name in plugin_models.refined_models()}
 
 
 class ShapeOnlyDataset:
@@ -39,17 +38,17 @@ class ShapeOnlyDataset:
         return self.n_items
 
 
-def build_model(model, n, d, layers, heads, items, mechanism):
-    """A freshly initialised model of the given shape (no data is read)."""
+def build_model(model, n, d, layers, heads, items, mechanism, seed=0):
+    """A freshly initialised model of the given shape (no data is read), seeded with ``seed``."""
     from recbole_awrsr.config import Config
-    from recbole_awrsr.registry import get_model
+    from recbole_awrsr.quick_start import new_model
 
     config = Config(model=model, dataset="ml-100k", config_dict={
         "MAX_ITEM_LIST_LENGTH": n, "hidden_size": d, "inner_size": 4 * d, "n_layers": layers,
         "n_heads": heads, "refine_mechanism": mechanism, "train_targets": "all",
-        "device": "cpu", "use_gpu": False, "state": "ERROR",
+        "device": "cpu", "use_gpu": False, "state": "ERROR", "seed": seed,
     })
-    return get_model(model)(config, ShapeOnlyDataset(items)), config
+    return new_model(config, ShapeOnlyDataset(items)), config
 
 
 def random_batch(config, batch, n, items, seed=0):
@@ -119,12 +118,12 @@ def cost_table(n=50, d=64, layers=2, heads=2, batch=128, items=1683, backbones=(
                             "and d a multiple of heads")
     rows, models = [], []
     for name in backbones:
-        model_name, mechanisms = BACKBONES[name]
+        model_name = BACKBONES[name]
+        mechanisms = [mechanism for mechanism in mechanisms_for(name) if mechanism != "none"]
         variants = [("backbone", "none", layers), ("backbone +1 layer", "none", layers + 1)]
         variants += [(mechanism, mechanism, layers) for mechanism in mechanisms]
         for variant, mechanism, depth in variants:
-            torch.manual_seed(seed)
-            model, config = build_model(model_name, n, d, depth, heads, items, mechanism)
+            model, config = build_model(model_name, n, d, depth, heads, items, mechanism, seed)
             models.append((model, config, random_batch(config, batch, n, items, seed)))
             rows.append({"backbone": model_name, "variant": variant, "mechanism": mechanism,
                          "layers": depth, "params": parameter_count(model)})

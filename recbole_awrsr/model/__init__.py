@@ -9,3 +9,8 @@ from recbole_awrsr.compat import disable_anomaly_detection
 disable_anomaly_detection()
 
 __all__ = ["SASRecAWR", "STOSA", "STOSAAWR"]
+
+
+def refined_models():
+    """Names of the plugin's models that take a refinement mechanism, in ``__all__`` order."""
+    return [name for name in __all__ if getattr(globals()[name], "backbone", None)]

@@ -271,10 +271,24 @@ CHOICES = {
 }
 
 
+def mechanisms_for(backbone):
+    """The ``refine_mechanism`` values a backbone takes, in table order (``none`` first).
+
+    ``backbone`` is what a refined model class declares as its ``backbone``
+    (``sasrec``, ``stosa``); this table is the only list of mechanisms.
+    """
+    return [name for name, cls in MECHANISMS.items() if backbone in cls.backbones]
+
+
+def backbone_of(model):
+    """The refinement backbone a model class (or an instance) declares; None for models without."""
+    return getattr(model, "backbone", None)
+
+
 def check_refinement_config(config, backbone):
     """Raise ConfigurationError, with the fix, for refinement keys a backbone cannot use."""
     mechanism = config["refine_mechanism"]
-    allowed = [name for name, cls in MECHANISMS.items() if backbone in cls.backbones]
+    allowed = mechanisms_for(backbone)
     if mechanism not in MECHANISMS:
         raise ConfigurationError(
             f"Unknown refine_mechanism '{mechanism}' for model {config['model']}: "

@@ -49,6 +49,8 @@ class SASRecAWR(SASRec):
     """
 
     handles_all_targets = True
+    #: which refinement mechanisms apply (:func:`~recbole_awrsr.model.refinement.mechanisms_for`)
+    backbone = "sasrec"
 
     def __init__(self, config, dataset):
         # SASRec.__init__ would build RecBole's encoder; the same modules are built
@@ -91,7 +93,7 @@ class SASRecAWR(SASRec):
     @classmethod
     def check_config(cls, config):
         """Reject settings this model cannot train with, before any data is loaded."""
-        check_refinement_config(config, backbone="sasrec")
+        check_refinement_config(config, cls.backbone)
         check_train_targets(config)
         check_length_groups(config)
         if config["loss_type"] not in LOSS_TYPES:

@@ -231,10 +231,13 @@ class STOSAAWR(STOSA):
     ``none`` is the same model as :class:`STOSA`, with the same parameter names.
     """
 
+    #: which refinement mechanisms apply (:func:`~recbole_awrsr.model.refinement.mechanisms_for`)
+    backbone = "stosa"
+
     def build_refinement(self, config):
         return build_refinement(config, self.n_heads)
 
     @classmethod
     def check_config(cls, config):
-        check_refinement_config(config, backbone="stosa")
+        check_refinement_config(config, cls.backbone)
         super().check_config(config)
