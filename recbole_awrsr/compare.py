@@ -25,7 +25,7 @@ from recbole_awrsr.cli import config_pairs
 from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.model.refinement import MECHANISMS, backbone_of
 from recbole_awrsr.model.refinement import mechanisms_for as backbone_mechanisms
-from recbole_awrsr.files import write_text_atomic
+from recbole_awrsr.files import write_text
 
 BASE = "none"
 #: ``mechanism`` of a RecBole baseline (it has no refinement)
@@ -204,7 +204,7 @@ def write_per_user(path, built):
         name, k = metric.split("@")
         info = {"ndcg": NDCG, "recall": Recall}[name](built.config).metric_info(pos_index, pos_len)
         columns[metric] = info[:, int(k) - 1]
-    write_text_atomic(path, pd.DataFrame(columns).to_csv(index=False))
+    write_text(path, pd.DataFrame(columns).to_csv(index=False))
 
 
 def read_results(path):
@@ -227,7 +227,7 @@ def append_result(path, row):
     frame = read_results(path)
     frame = pd.concat([frame, pd.DataFrame([row]).astype({key: str for key in KEYS})],
                       ignore_index=True)
-    write_text_atomic(path, frame.to_csv(index=False))
+    write_text(path, frame.to_csv(index=False))
     return frame
 
 
@@ -576,15 +576,15 @@ def compare(args, keys):
     progress.close()
     failures_path = os.path.join(out, "failures.txt")
     if failures:
-        write_text_atomic(failures_path, "\n\n".join(
+        write_text(failures_path, "\n\n".join(
             f"{f['dataset']} {f['model']} {f['mechanism']} layers={f['layers']} seed={f['seed']}\n"
             f"{f['traceback']}" for f in failures))
     elif os.path.exists(failures_path):
         os.remove(failures_path)
     if len(frame):
         text, summary = tables_markdown(frame, args.alpha, out)
-        write_text_atomic(os.path.join(out, "tables.md"), text)
-        write_text_atomic(os.path.join(out, "summary.csv"), summary.to_csv(index=False))
+        write_text(os.path.join(out, "tables.md"), text)
+        write_text(os.path.join(out, "summary.csv"), summary.to_csv(index=False))
     return frame, failures
 
 

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 from recbole_awrsr.cli import config_pairs
 from recbole_awrsr.errors import ConfigurationError
-from recbole_awrsr.files import write_text_atomic
+# files.write_text under this module's old name for it, until the calls below are renamed
+from recbole_awrsr.files import write_text as write_text_atomic
 
 #: distribution name -> number of numbers after it (choice takes one list instead)
 DISTRIBUTIONS = {"choice": None, "uniform": 2, "loguniform": 2, "quniform": 3}

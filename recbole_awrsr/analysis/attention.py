@@ -211,7 +211,7 @@ def heatmap_figure(panels, title, positions=None):
 
     ``positions``: the k window positions, used as tick labels.
     """
-    from recbole_awrsr.analysis.output import pyplot
+    from recbole_awrsr.files import pyplot
 
     plt = pyplot()
     vmax = max(float(m.max()) for _, m in panels) or 1.0
@@ -260,7 +260,7 @@ def run_attention(model_file, out, user=None, layer=-1, head=None, last=15, base
     """
     import os
 
-    from recbole_awrsr.analysis.output import save_figure, write_csv
+    from recbole_awrsr.files import save_figure, write_csv
 
     if last < 1:
         raise AnalysisError(f"--last must be at least 1, got {last}")

@@ -177,10 +177,10 @@ def markdown_table(table, n, d, layers, heads, batch, items, full_step=False):
 def run_cost(out, n=50, d=64, layers=2, heads=2, batch=128, items=1683, backbones=("sasrec",),
              repeats=10, full_step=False):
     """The ``cost`` command: ``cost.md`` and ``cost.csv`` in ``out``."""
-    from recbole_awrsr.analysis.output import write_csv, write_text
+    from recbole_awrsr.files import write_csv, write_text
 
     table = cost_table(n, d, layers, heads, batch, items, backbones, repeats, full_step)
     text = markdown_table(table, n, d, layers, heads, batch, items, full_step)
-    md = write_text(text, os.path.join(out, "cost.md"))
+    md = write_text(os.path.join(out, "cost.md"), text)
     csv = write_csv(table, os.path.join(out, "cost.csv"))
     return {"table": table, "markdown": text, "md": md, "csv": csv}

@@ -68,7 +68,7 @@ def curves_table(paths, metric=None, labels=None):
 
 def curves_figure(table, metric):
     """Validation ``metric`` (left) and mean global gradient norm (right) per epoch."""
-    from recbole_awrsr.analysis.output import pyplot
+    from recbole_awrsr.files import pyplot
 
     plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.6))
@@ -88,7 +88,7 @@ def curves_figure(table, metric):
 
 def run_curves(paths, out, metric=None, labels=None):
     """The ``curves`` command: ``curves.csv`` and ``curves.png`` in ``out``."""
-    from recbole_awrsr.analysis.output import save_figure, write_csv
+    from recbole_awrsr.files import save_figure, write_csv
 
     table, metric = curves_table(paths, metric, labels)
     csv = write_csv(table, os.path.join(out, "curves.csv"))

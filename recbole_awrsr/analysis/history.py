@@ -23,7 +23,7 @@ import os
 import pandas as pd
 import torch
 
-from recbole_awrsr.analysis.output import write_csv
+from recbole_awrsr.files import write_csv
 
 HISTORY_SUFFIX = ".history.csv"
 

@@ -59,7 +59,7 @@ def topn_table(model_files, ns, labels=None):
 
 def topn_figure(table):
     """NDCG@N and Recall@N against N, one line per model."""
-    from recbole_awrsr.analysis.output import pyplot
+    from recbole_awrsr.files import pyplot
 
     plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.6))
@@ -81,7 +81,7 @@ def topn_figure(table):
 
 def run_topn(model_files, out, ns=(1, 2, 5, 10, 20), labels=None):
     """The ``topn`` command: ``topn.csv`` and ``topn.png`` in ``out``; returns the table and paths."""
-    from recbole_awrsr.analysis.output import save_figure, write_csv
+    from recbole_awrsr.files import save_figure, write_csv
 
     table = topn_table(model_files, ns, labels)
     csv = write_csv(table, os.path.join(out, "topn.csv"))

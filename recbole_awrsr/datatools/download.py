@@ -17,12 +17,12 @@ given hash, a mismatch deletes the file and fails.
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
 from recbole_awrsr.datatools.convert import amazon_category, check_dataset, convert
+from recbole_awrsr.files import atomic_path
 
 #: seconds to wait for a connection or a read; without network, fail fast
 DEFAULT_TIMEOUT = 5.0
@@ -89,17 +89,9 @@ def fetch(url, target, timeout=DEFAULT_TIMEOUT, opener=None):
     """Download ``url`` to ``target`` through a temporary file, so a broken transfer leaves nothing."""
     opener = opener or urllib.request.urlopen
     # connect first: without network nothing is created on disk
-    with opener(url, timeout=timeout) as response:
-        folder = os.path.dirname(os.path.abspath(target))
-        os.makedirs(folder, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=".download.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(response, out, 1 << 20)
-            os.replace(temp, target)
-        except BaseException:
-            os.remove(temp)
-            raise
+    with opener(url, timeout=timeout) as response, atomic_path(target) as temp:
+        with open(temp, "wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)
 
 
 def download(dataset, output_dir="dataset_atomic", sha256=None, timeout=DEFAULT_TIMEOUT,

@@ -1,35 +1,34 @@
 """All-or-nothing writing of a dataset's atomic files.
 
-A converter streams its rows into temporary files inside the target folder;
-only when every row has been written do they replace the real ``.inter`` and
-``.item`` files (``os.replace``, atomic on one file system). On any error the
-temporary files are removed, together with any folder this conversion created,
-so the output folder is left exactly as it was.
+A converter streams its rows into temporary files inside the target folder
+(:func:`recbole_awrsr.files.atomic_path`); only when every row has been written do
+they replace the real ``.inter`` and ``.item`` files. On any error the temporary
+files are removed, together with any folder this conversion created, so the output
+folder is left exactly as it was.
 """
 
+import contextlib
 import os
-import tempfile
+
+from recbole_awrsr.files import atomic_path
 
 #: the ``.inter`` header every converter writes (RecBole atomic-file ``name:type`` columns)
 INTER_HEADER = ("user_id:token", "item_id:token", "rating:float", "timestamp:float")
 
 
-def _umask():
-    """The process umask (reading it means setting it, so it is set straight back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 class AtomicFile:
-    """One output file being written to a temporary name; rows are tab-separated."""
+    """One output file being written to a temporary name; rows are tab-separated.
 
-    def __init__(self, folder, filename, header):
+    ``stack`` (a :class:`contextlib.ExitStack`) holds the file's :func:`atomic_path`:
+    closing the stack normally publishes the file, closing it with an exception drops it.
+    """
+
+    def __init__(self, stack, folder, filename, header):
         self.target = os.path.join(folder, filename)
-        fd, self.temp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".tmp", dir=folder)
-        # mkstemp makes the file private (0600); published files get the usual umask-based mode
-        os.chmod(self.temp, 0o666 & ~_umask())
-        self.handle = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+        self.temp = stack.enter_context(atomic_path(self.target))
+        self.handle = open(self.temp, "w", encoding="utf-8", newline="\n")
+        # closed before the stack publishes or drops the file (a no-op if already closed)
+        stack.callback(self.handle.close)
         self.handle.write("\t".join(header) + "\n")
         self.rows = 0
 
@@ -37,12 +36,6 @@ class AtomicFile:
         """Append one row; fields are already strings without tabs or line breaks."""
         self.handle.write("\t".join(fields) + "\n")
         self.rows += 1
-
-    def discard(self):
-        """Close and delete the temporary file."""
-        self.handle.close()
-        if os.path.exists(self.temp):
-            os.remove(self.temp)
 
 
 class DatasetWriter:
@@ -59,6 +52,7 @@ class DatasetWriter:
         self.output_dir, self.name = os.fspath(output_dir), name
         self.folder = os.path.join(self.output_dir, name)
         self.inter = self.item = None
+        self._files = None
         self._created = []
         self.written = []
 
@@ -70,40 +64,40 @@ class DatasetWriter:
             path = os.path.dirname(path)
         os.makedirs(self.folder, exist_ok=True)
         self._created = missing  # deepest first
+        self._files = contextlib.ExitStack()
         try:
-            self.inter = AtomicFile(self.folder, f"{self.name}.inter", INTER_HEADER)
-        except BaseException:
-            self._remove_created()
+            self.inter = AtomicFile(self._files, self.folder, f"{self.name}.inter", INTER_HEADER)
+        except BaseException as error:
+            self._abort(error)
             raise
         return self
 
     def open_item(self, header):
         """Start the ``.item`` file with the given ``name:type`` header."""
-        self.item = AtomicFile(self.folder, f"{self.name}.item", header)
+        self.item = AtomicFile(self._files, self.folder, f"{self.name}.item", header)
         return self.item
 
     def __exit__(self, exc_type, exc, tb):
-        files = [f for f in (self.inter, self.item) if f is not None]
         if exc_type is not None:
-            self._abort(files)
+            self._abort(exc)
             return False
         try:
-            for atomic in files:
-                atomic.handle.close()  # a full disk shows up here, before anything is replaced
-        except BaseException:
-            self._abort(files)
+            for atomic in (self.inter, self.item):
+                if atomic is not None:
+                    atomic.handle.close()  # a full disk shows up here, before anything is replaced
+        except BaseException as error:
+            self._abort(error)
             raise
-        for atomic in files:
-            os.replace(atomic.temp, atomic.target)
-            self.written.append(atomic.target)
+        self._files.close()  # publishes every file
+        self.written += [f.target for f in (self.inter, self.item) if f is not None]
         stale_item = os.path.join(self.folder, f"{self.name}.item")
         if self.item is None and os.path.exists(stale_item):
             os.remove(stale_item)
         return False
 
-    def _abort(self, files):
-        for atomic in files:
-            atomic.discard()
+    def _abort(self, error):
+        # handing the error to the stack makes each atomic_path drop its temporary file
+        self._files.__exit__(type(error), error, error.__traceback__)
         self._remove_created()
 
     def _remove_created(self):
