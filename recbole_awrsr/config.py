@@ -27,12 +27,39 @@ def properties_dir():
     )
 
 
+def recbole_properties_dir():
+    """Folder of RecBole's own YAML files (``overall.yaml``, ``model/``, ``dataset/``)."""
+    import recbole
+
+    return Path(recbole.__file__).resolve().parent / "properties"
+
+
+def model_yaml_chain(model_class):
+    """The model YAML files a model's config reads after RecBole's, base class first.
+
+    For each class on the model's class chain: RecBole's ``<Class>.yaml`` (for the
+    classes the model derives from; RecBole reads the model's own itself) and then
+    ours. So ``SASRecAWR`` reads RecBole's ``SASRec.yaml`` and then ``SASRecAWR.yaml``,
+    ``STOSAAWR`` reads ``STOSA.yaml`` and then ``STOSAAWR.yaml``: each file states only
+    what its class adds.
+    """
+    ours, theirs = properties_dir() / "model", recbole_properties_dir() / "model"
+    files = []
+    for cls in reversed(model_class.__mro__):
+        candidates = [ours / f"{cls.__name__}.yaml"]
+        if cls is not model_class:
+            candidates.insert(0, theirs / f"{cls.__name__}.yaml")
+        files += [path for path in candidates if path.is_file()]
+    return files
+
+
 class Config(RecBoleConfig):
     """RecBole's ``Config`` that knows the plugin's models and YAML files.
 
     Layers, later wins: RecBole's overall/model/dataset YAMLs, ours
-    (``properties/overall.yaml``, ``properties/model/<Model>.yaml``,
-    ``properties/dataset/<dataset>.yaml``), then ``config_file_list``, then ``config_dict``.
+    (``properties/overall.yaml``, the model YAMLs along the model's class chain, see
+    :func:`model_yaml_chain`, ``properties/dataset/<dataset>.yaml``), then
+    ``config_file_list``, then ``config_dict``.
 
     Unlike RecBole's, it does not read ``sys.argv``: pytest's or Ray's flags would
     become config keys. The command line goes through :mod:`recbole_awrsr.cli`,
@@ -92,7 +119,7 @@ class Config(RecBoleConfig):
         super()._load_internal_config_dict(model, model_class, dataset)
         root = properties_dir()
         dataset_file = root / "dataset" / f"{dataset}.yaml"
-        for path in (root / "overall.yaml", root / "model" / f"{model}.yaml", dataset_file):
+        for path in (root / "overall.yaml", *model_yaml_chain(model_class), dataset_file):
             if not path.is_file():
                 continue
             loaded = self._update_internal_config_dict(str(path)) or {}
