@@ -8,7 +8,7 @@ import uuid
 
 from recbole.trainer import Trainer
 
-from recbole_awrsr.analysis.history import (
+from recbole_awrsr.history import (
     GradientNormMeter,
     TrainingHistory,
     history_path,
@@ -58,7 +58,7 @@ class PluginTrainerMixin:
     * ``save_history`` (default true): after every epoch, the training history
       (training loss, global gradient norm, epoch time, validation metrics) is
       rewritten to ``<checkpoint stem>.history.csv`` in ``checkpoint_dir``, see
-      :mod:`recbole_awrsr.analysis.history`. The gradient norm is the L2 norm of all
+      :mod:`recbole_awrsr.history`. The gradient norm is the L2 norm of all
       parameters' gradients together, taken at every optimizer step; the CSV's
       ``grad_norm`` is its **mean over the epoch's steps** (``grad_norm_last``: the
       last step's). Recording only reads gradients and clocks: no metric changes.

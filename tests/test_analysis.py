@@ -13,7 +13,7 @@ import torch
 from conftest import MAX_LEN, REPO_ROOT, build, random_sequences
 from recbole_awrsr.analysis.__main__ import main
 from recbole_awrsr.analysis.attention import export_attention, user_sequence
-from recbole_awrsr.analysis.history import history_path
+from recbole_awrsr.history import history_path
 from recbole_awrsr.model.wasserstein import positive_variance
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -8,7 +8,7 @@ import torch
 
 from recbole_awrsr.model.sharpness import allowed_keys, model_sharpness, row_sharpness
 from recbole_awrsr.quick_start import run
-from recbole_awrsr.analysis.history import history_path
+from recbole_awrsr.history import history_path
 
 from conftest import build, random_sequences
 

@@ -9,7 +9,7 @@ import torch
 
 from conftest import build
 from recbole_awrsr import get_trainer
-from recbole_awrsr.analysis.history import history_path
+from recbole_awrsr.history import history_path
 from recbole_awrsr.quick_start import run
 
 

@@ -1,7 +1,7 @@
 """Learning curves: validation NDCG and global gradient norm per epoch (Figs. 4 and 5).
 
 Reads the history CSVs the trainer writes beside each checkpoint
-(:mod:`recbole_awrsr.analysis.history`); several runs go into one figure.
+(:mod:`recbole_awrsr.history`); several runs go into one figure.
 """
 
 import glob
@@ -9,8 +9,8 @@ import os
 
 import pandas as pd
 
-from recbole_awrsr.analysis.errors import AnalysisError
-from recbole_awrsr.analysis.history import HISTORY_SUFFIX, read_history
+from recbole_awrsr.errors import AnalysisError
+from recbole_awrsr.history import HISTORY_SUFFIX, read_history
 
 
 def find_histories(paths):
