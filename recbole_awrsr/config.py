@@ -1,12 +1,12 @@
 """The plugin's ``Config``: RecBole's, with our ``properties/`` overlaid after RecBole's."""
 
 import ast
-import os
 from pathlib import Path
 
 from recbole.config import Config as RecBoleConfig
 
 from recbole_awrsr.compat import NEG_SAMPLING_BY_LOSS
+from recbole_awrsr.distributed import init_distributed
 from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.registry import get_model
 
@@ -136,52 +136,6 @@ class Config(RecBoleConfig):
             negatives = NEG_SAMPLING_BY_LOSS[loss_type]
             final["train_neg_sample_args"] = dict(negatives) if negatives else None
         return final
-
-
-def init_distributed(final):
-    """Join the process group a distributed run describes, on the device it can use.
-
-    ``final`` is the config dict holding RecBole's distributed keys (``local_rank``,
-    ``offset``, ``world_size``, ``ip``, ``port``, ``nproc``, ``gpu_id``). With CUDA
-    available and GPUs listed in ``gpu_id``, each process takes GPU ``local_rank`` and
-    NCCL (RecBole's behaviour); otherwise every process runs on the CPU with gloo.
-    ``dist_backend`` overrides the backend.
-    """
-    import torch
-    import torch.distributed as dist
-
-    gpu_id = final["gpu_id"]
-    gpu_id = ",".join(map(str, gpu_id)) if isinstance(gpu_id, (tuple, list)) else str(gpu_id)
-    final["gpu_id"] = gpu_id
-    os.environ["CUDA_VISIBLE_DEVICES"] = gpu_id
-    gpus = [g for g in gpu_id.split(",") if g.strip()]
-    on_gpu = bool(gpus) and final.get("use_gpu", True) and torch.cuda.is_available()
-    local_rank = final["local_rank"]
-    if on_gpu and len(gpus) < final["nproc"]:
-        raise ConfigurationError(
-            f"nproc={final['nproc']} processes need as many GPUs, but gpu_id lists "
-            f"{len(gpus)} ('{gpu_id}'): set gpu_id='0,1,...' or lower nproc."
-        )
-    backend = final.get("dist_backend") or ("nccl" if on_gpu else "gloo")
-    if not dist.is_initialized():
-        dist.init_process_group(
-            backend=backend,
-            rank=local_rank + final.get("offset", 0),
-            world_size=final["world_size"],
-            init_method=f"tcp://{final['ip']}:{final['port']}",
-        )
-    if on_gpu:
-        torch.cuda.set_device(local_rank)
-        final["device"] = torch.device("cuda", local_rank)
-    else:
-        final["device"] = torch.device("cpu")
-    final["dist_backend"] = backend
-    final["single_spec"] = False
-    if local_rank != 0:
-        # only the first process logs and shows progress, as in RecBole
-        final["state"] = "error"
-        final["show_progress"] = False
-        final["verbose"] = False
 
 
 def _parse_value(text):

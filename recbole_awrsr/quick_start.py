@@ -9,6 +9,7 @@ from recbole.utils import init_logger, init_seed
 
 from recbole_awrsr.compat import load_checkpoint
 from recbole_awrsr.config import Config
+from recbole_awrsr.distributed import construct_trainer, share_checkpoint_name
 from recbole_awrsr.registry import create_dataset, get_model, get_trainer
 
 
@@ -106,39 +107,8 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved
 
 
 def build_trainer(config, net):
-    """The trainer for ``net`` (the plugin's trainer classes), also for a distributed run on CPU.
-
-    RecBole's trainer wraps the model in ``DistributedDataParallel`` with
-    ``device_ids=[local_rank]``, which torch refuses for a CPU model; on CPU the
-    wrapper is built here without device ids instead.
-    """
-    import torch
-
-    trainer_class = get_trainer(config["MODEL_TYPE"], config["model"])
-    if config["single_spec"] or config["device"].type != "cpu":
-        return trainer_class(config, net)
-    config["single_spec"] = True  # RecBole's constructor skips its GPU-only wrapper
-    try:
-        trainer = trainer_class(config, net)
-    finally:
-        config["single_spec"] = False
-    trainer.distributed_model = torch.nn.parallel.DistributedDataParallel(trainer.model)
-    return trainer
-
-
-def share_checkpoint_name(trainer):
-    """Make every process test the checkpoint the first process wrote.
-
-    Each process names its checkpoint after its own clock (one-second resolution),
-    but only the first one writes it; the barrier also keeps the others from reading
-    it before it is complete.
-    """
-    import torch.distributed as dist
-
-    name = [trainer.saved_model_file]
-    dist.broadcast_object_list(name, src=0)
-    trainer.saved_model_file = name[0]
-    dist.barrier()
+    """The trainer for ``net``: the plugin's trainer classes, also in a distributed run on CPU."""
+    return construct_trainer(get_trainer(config["MODEL_TYPE"], config["model"]), config, net)
 
 
 def run_recbole_awrsr(model=None, dataset=None, config_file_list=None, config_dict=None,
@@ -160,7 +130,7 @@ def run_distributed(model=None, dataset=None, config_file_list=None, config_dict
     machine starts its own ``nproc`` with ``group_offset`` = the rank of its first
     process and the same ``ip``/``port`` (those of the machine with rank 0). On GPUs
     the backend is NCCL, one GPU per process; on CPU it is gloo (see
-    :func:`recbole_awrsr.config.init_distributed`). With one process and no world
+    :func:`recbole_awrsr.distributed.init_distributed`). With one process and no world
     size this is :func:`run_recbole_awrsr`. Returns the first process's result dict
     (``None`` on machines that do not hold rank 0).
     """
