@@ -9,11 +9,13 @@ mechanism, ``n_layers`` and ``seed`` vary. Finished cells are appended to
 ``tables.md`` holds tables shaped like the paper's Table 2 (Recall@1, Recall@5, NDCG@5
 per dataset, mean over seeds, change against the same backbone's ``none``, paired
 t-test over seeds) and Table 3 (NDCG@5 by number of layers); ``summary.csv`` has the
-same numbers unrounded. Run one comparison per ``--out`` folder at a time.
+same numbers unrounded. Several comparisons may share one ``--out`` folder (say one per
+core): a row is added under a lock on the results file.
 """
 
 import argparse
 import datetime
+import fcntl
 import os
 import sys
 import time
@@ -144,7 +146,7 @@ def configured_layers(cell, config_files, keys, out):
     return NO_MECHANISM if value is None else value
 
 
-def run_cell(cell, config_files, keys, out):
+def run_cell(cell, config_files, keys, out, layers=None):
     """Train and test one cell; returns its results row (validation and test metrics)."""
     from recbole_awrsr.quick_start import run
 
@@ -165,7 +167,7 @@ def run_cell(cell, config_files, keys, out):
         built.valid_data, rows=VALID_SHARPNESS_ROWS).items()})
     row["seconds"] = round(seconds, 1)
     row["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")
-    write_per_user(per_user_path(out, cell), built)
+    write_per_user(per_user_path(out, cell, layers), built)
     return row
 
 
@@ -173,12 +175,15 @@ def run_cell(cell, config_files, keys, out):
 VALID_SHARPNESS_ROWS = 2048
 
 
-def per_user_path(out, cell):
-    """Where a cell's per-user test metrics go: one small CSV per cell."""
+def per_user_path(out, cell, layers):
+    """Where a cell's per-user test metrics go: one small CSV per cell.
+
+    ``layers`` is the cell's resolved ``n_layers`` (as in its results row).
+    """
     import hashlib
 
     tag = hashlib.sha256(cell.variant.encode()).hexdigest()[:10]
-    name = f"{cell.dataset}_{cell.model}_{cell.mechanism}_L{cell.layers}_s{cell.seed}_{tag}.csv"
+    name = f"{cell.dataset}_{cell.model}_{cell.mechanism}_L{layers}_s{cell.seed}_{tag}.csv"
     return os.path.join(out, "per_user", name)
 
 
@@ -224,10 +229,14 @@ def append_result(path, row):
     """Add one finished cell's row to the results CSV (rewritten whole, atomically)."""
     import pandas as pd
 
-    frame = read_results(path)
-    frame = pd.concat([frame, pd.DataFrame([row]).astype({key: str for key in KEYS})],
-                      ignore_index=True)
-    write_text(path, frame.to_csv(index=False))
+    # two comparisons may share one folder (say, one per core): the lock keeps one
+    # from rewriting the file between the other's read and write
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        frame = read_results(path)
+        frame = pd.concat([frame, pd.DataFrame([row]).astype({key: str for key in KEYS})],
+                          ignore_index=True)
+        write_text(path, frame.to_csv(index=False))
     return frame
 
 
@@ -275,7 +284,7 @@ def _user_means(per_user_dir, group, column):
     for record in group.to_dict("records"):
         cell = Cell(record["dataset"], record["model"], record["mechanism"], record["layers"],
                     int(record["seed"]), record["variant"])
-        path = per_user_path(per_user_dir, cell)
+        path = per_user_path(per_user_dir, cell, record["layers"])
         if not os.path.isfile(path):
             return None
         frames.append(pd.read_csv(path).set_index("user")[column])
@@ -566,7 +575,7 @@ def compare(args, keys):
         progress.set_postfix_str(f"{cell.dataset} {_label(cell.model, cell.mechanism)} "
                                  f"L={layers} seed={cell.seed}")
         try:
-            row = run_cell(cell, config_files, keys, out)
+            row = run_cell(cell, config_files, keys, out, layers)
         except Exception as error:  # one broken cell must not stop the others
             failures.append({**asdict(cell), "layers": layers, "error": f"{type(error).__name__}: {error}",
                              "traceback": traceback.format_exc()})
@@ -589,16 +598,18 @@ def compare(args, keys):
 
 
 def main(argv=None):
-    """Entry point of ``python -m recbole_awrsr.compare`` and ``recbole-awrsr compare``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "compare":
-        argv = argv[1:]
+    """Entry point of ``python -m recbole_awrsr.compare`` and ``recbole-awrsr compare``.
+
+    Returns the exit status: 0, or 1 when some runs failed. Without ``argv``, the process's
+    command line goes through :func:`recbole_awrsr.cli.main`, which reports mistakes; with
+    it, a mistake raises :class:`~recbole_awrsr.errors.ConfigurationError`.
+    """
+    if argv is None:
+        from recbole_awrsr import cli
+
+        return cli.main(["compare", *sys.argv[1:]])
     args, keys = parse_args(argv)
-    try:
-        frame, failures = compare(args, keys)
-    except ConfigurationError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    frame, failures = compare(args, keys)
     out = os.path.abspath(args.out)
     print(f"results: {os.path.join(out, 'results.csv')} ({len(frame)} runs)")
     if len(frame):

@@ -5,6 +5,7 @@ import re
 import pandas as pd
 import pytest
 
+from conftest import TINY_USERS
 from recbole_awrsr import compare
 from recbole_awrsr.compare import (KEYS, main, mechanisms_for, paired_p_value, plan,
                                    tables_markdown)
@@ -40,6 +41,12 @@ def test_mechanisms_and_plan():
     cells = plan(["a", "b"], ["SASRecAWR"], ["GRU4Rec"], [1, 2], [1, 2, 3])
     assert len(cells) == 2 * 2 * (1 + 4) * 3
     assert len(set(cells)) == len(cells)
+
+
+def test_per_user_paired_test_matches_the_textbook_value():
+    # differences 0.2, 0, -0.1, 0.3, 0.5: mean 0.18, sd sqrt(0.228 / 4), t = 1.6859 with 4 dof
+    ours, base = [0.5, 0.2, 0.0, 0.3, 1.0], [0.3, 0.2, 0.1, 0.0, 0.5]
+    assert compare.per_user_p_value(ours, base) == pytest.approx(0.16710, abs=1e-4)
 
 
 def test_paired_test_matches_hand_computed_value():
@@ -82,9 +89,32 @@ def test_comparison_writes_tables_and_resumes(tiny_config_dict, tmp_path, monkey
     assert set(results["mechanism"]) == {"-", "none", "simple", "value", "additive"}
     assert results[["test_recall@1", "test_recall@5", "test_ndcg@5"]].notna().all().all()
     assert not list((tmp_path / "results" / "checkpoints").glob("*.pth"))
+    # every run: epochs, best epoch, validation sharpness (plugin models only)
+    assert (results["epochs"].astype(int) == 2).all()
+    assert results["best_epoch"].astype(int).between(0, 1).all()
+    refined = results[results["model"] == "SASRecAWR"]
+    assert refined["valid_refined_entropy"].astype(float).between(0, 1.000001).all()
+    assert results[results["model"] == "GRU4Rec"]["valid_refined_entropy"].isna().all()
+    # per-user test metrics: one file per run, one row per test user, averaging to the
+    # run's own test NDCG@10
+    per_user = sorted((tmp_path / "results" / "per_user").glob("*.csv"))
+    assert len(per_user) == len(results)
+    for record in results.to_dict("records"):
+        cell = compare.Cell(record["dataset"], record["model"], record["mechanism"],
+                            record["layers"], int(record["seed"]), record["variant"])
+        users = pd.read_csv(compare.per_user_path(tmp_path / "results", cell, record["layers"]))
+        assert len(users) == TINY_USERS and users["user"].is_unique
+        assert users["ndcg@10"].mean() == pytest.approx(float(record["test_ndcg@10"]), abs=1e-4)
 
     text = (tmp_path / "results" / "tables.md").read_text()
     assert "## Table 3 (NDCG@5 by n_layers)" in text
+    assert "## Validation (what settings are chosen on)" in text
+    users_section = text.split("## Significance across test users (NDCG@10)", 1)[1]
+    assert len([line for line in users_section.splitlines() if line.startswith("| tiny |")]) == 6
+    summary = pd.read_csv(tmp_path / "results" / "summary.csv")
+    paired = summary[(summary["metric"] == "ndcg@10") & (summary["mechanism"] != "none")
+                     & (summary["model"] == "SASRecAWR")]
+    assert len(paired) == 2 * 3 and paired["p_users"].between(0, 1).all()
     # the relative change in the table is what the CSV's numbers give
     ours = results[results["model"] == "SASRecAWR"]
     means = ours.groupby(["layers", "mechanism"])[["test_recall@1", "test_recall@5",
@@ -166,7 +196,10 @@ def test_keys_the_cells_vary_are_refused(tiny_config_dict, capsys):
 
 
 def test_unknown_baseline_fails_before_training(tiny_config_dict, capsys):
-    assert main(tiny_argv(tiny_config_dict, "--models", "SASRecAWR", "--baselines", "NoSuchRec")) == 2
+    from recbole_awrsr.cli import main as cli_main
+
+    argv = tiny_argv(tiny_config_dict, "--models", "SASRecAWR", "--baselines", "NoSuchRec")
+    assert cli_main(["compare", *argv]) == 2
     assert "NoSuchRec" in capsys.readouterr().err
 
 
