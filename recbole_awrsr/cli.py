@@ -1,8 +1,15 @@
-"""Command line: ``recbole-awrsr`` and ``run_recbole_awrsr.py``.
+"""Command line: ``recbole-awrsr`` and ``run_recbole_awrsr.py``, the one dispatcher.
 
 ``recbole-awrsr [run] --model=M --dataset=D [--config_files="a.yaml b.yaml"] [--key=value ...]``
 trains and tests one model; ``--nproc``, ``--world_size``, ``--ip``, ``--port`` and
-``--group_offset`` (RecBole's distributed options) train it with several processes. Other subcommands are listed in :data:`SUBCOMMANDS`.
+``--group_offset`` (RecBole's distributed options) train it with several processes. Other
+subcommands are listed in :data:`SUBCOMMANDS`; ``convert``, ``download`` and ``stats`` are
+also accepted without ``data`` in front.
+
+Exit status, the same for every subcommand: 0 on success; 2 for a mistake in the command
+(an :class:`~recbole_awrsr.errors.AWRSRError`, printed as one ``error: <message>`` line on
+stderr, or a command line argparse refuses); 1 when only part of the work failed
+(``compare``: some runs).
 """
 
 import argparse
@@ -12,15 +19,17 @@ import sys
 DEFAULT_MODEL = "SASRecAWR"
 DEFAULT_DATASET = "ml-100k"
 
-#: subcommand -> module whose ``main(argv)`` handles it (argv[0] is the subcommand)
+#: subcommand -> module whose ``main(argv)`` handles the arguments after it
 SUBCOMMANDS = {
-    "convert": "recbole_awrsr.datatools.cli",
-    "download": "recbole_awrsr.datatools.cli",
-    "stats": "recbole_awrsr.datatools.cli",
+    "data": "recbole_awrsr.datatools.cli",
     "tune": "recbole_awrsr.tune",
     "compare": "recbole_awrsr.compare",
     "analysis": "recbole_awrsr.analysis.__main__",
 }
+#: the data tools' own subcommands, accepted at the top level too (``recbole-awrsr convert ...``)
+DATA_COMMANDS = ("convert", "download", "stats")
+#: exit status of a mistake in the command
+USAGE_ERROR = 2
 
 
 def config_pairs(parser, extra):
@@ -93,38 +102,60 @@ def format_results(model, dataset, test_result, model_file=None, log_file=None):
 
 
 def run_main(argv):
-    from recbole_awrsr.errors import ConfigurationError
+    """Train and test one model as the command line says; returns RecBole's result dict.
+
+    With the distributed options the result is None when no process on this machine had
+    rank 0. A mistake in the command raises :class:`~recbole_awrsr.errors.ConfigurationError`
+    before training starts.
+    """
     from recbole_awrsr.quick_start import log_file_path, run
 
     distributed, argv = parse_distributed_args(argv)
     model, dataset, config_files, config_dict, saved = parse_run_args(argv)
-    try:
-        if distributed:
-            from recbole_awrsr.quick_start import run_distributed
+    if distributed:
+        from recbole_awrsr.quick_start import run_distributed
 
-            result = run_distributed(model, dataset, config_files, config_dict, saved=saved,
-                                     **{**DISTRIBUTED_DEFAULTS, **distributed})
-            if result is not None:
-                print(format_results(model, dataset, result["test_result"]))
-            return result
-        result, built = run(model, dataset, config_files, config_dict, saved=saved)
-    except ConfigurationError as error:
-        # a mistake in the command, found before training: the message is the fix
-        print(f"error: {error}", file=sys.stderr)
-        return None
+        result = run_distributed(model, dataset, config_files, config_dict, saved=saved,
+                                 **{**DISTRIBUTED_DEFAULTS, **distributed})
+        if result is not None:
+            print(format_results(model, dataset, result["test_result"]))
+        return result
+    result, built = run(model, dataset, config_files, config_dict, saved=saved)
     print(format_results(model, dataset, result["test_result"],
                          built.trainer.saved_model_file if saved else None, log_file_path()))
     return result
 
 
-def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in SUBCOMMANDS:
-        module = importlib.import_module(SUBCOMMANDS[argv[0]])
-        return module.main(argv)
-    if argv and argv[0] == "run":
+def dispatch(argv):
+    """Hand ``argv`` to its subcommand, without the subcommand's name; returns the exit status."""
+    command = argv[0] if argv else "run"
+    if command in DATA_COMMANDS:  # the data tools' parser reads its own subcommand
+        return importlib.import_module(SUBCOMMANDS["data"]).main(argv)
+    if command in SUBCOMMANDS:
+        return importlib.import_module(SUBCOMMANDS[command]).main(argv[1:])
+    if command == "run":
         argv = argv[1:]
-    return 0 if run_main(argv) is not None else 2
+    # no result: with distributed options, rank 0 ran on another machine (as before: status 2)
+    return 0 if run_main(argv) is not None else USAGE_ERROR
+
+
+def main(argv=None):
+    """Entry point of every command line of the plugin; returns the exit status.
+
+    ``python -m recbole_awrsr.<module>`` comes here too (each module's ``main()`` without
+    arguments hands the process's command line over), so a mistake is reported the same
+    way whichever door the command came in by.
+    """
+    from recbole_awrsr.errors import AWRSRError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return dispatch(argv)
+    except AWRSRError as error:
+        # a mistake in the command: the message is the fix, a traceback would bury it
+        message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        print(f"error: {message}", file=sys.stderr)
+        return USAGE_ERROR
 
 
 if __name__ == "__main__":

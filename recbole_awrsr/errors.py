@@ -1,12 +1,46 @@
-"""Errors the plugin raises for configuration mistakes, before any training starts."""
+"""The plugin's errors: every mistake a user can make and fix is an :class:`AWRSRError`.
+
+The command line (:func:`recbole_awrsr.cli.main`) prints such an error as one line,
+``error: <message>``, and exits with status 2; anything else is a bug and keeps its
+traceback.
+"""
 
 
-class ConfigurationError(ValueError):
-    """A config key, model name or dataset that cannot work; the message says the fix."""
+class AWRSRError(Exception):
+    """A mistake in a command, config, dataset or input file; the message says the fix."""
+
+
+class ConfigurationError(AWRSRError, ValueError):
+    """A config key, model name or dataset that cannot work, found before any training starts."""
 
 
 class MissingDatasetError(ConfigurationError, FileNotFoundError):
     """A dataset's atomic files are missing; the message names the converter command."""
+
+
+class ConversionError(AWRSRError):
+    """A raw dataset file that cannot be converted, described in one line.
+
+    ``source`` names the file (or ``archive.zip:member``), ``line`` the 1-based
+    line number when one applies, and ``expected`` the format the converter wanted.
+    """
+
+    def __init__(self, source, problem, expected=None, line=None):
+        self.source, self.problem, self.expected, self.line = str(source), problem, expected, line
+        where = self.source if line is None else f"{self.source}, line {line}"
+        message = f"{where}: {problem}"
+        if expected:
+            message += f"; expected {expected}"
+        super().__init__(message)
+
+
+class DownloadError(AWRSRError):
+    """A download that could not be done; the message says what to do by hand."""
+
+
+class AnalysisError(AWRSRError, ValueError):
+    """An unknown user, layer, head, file or metric in an analysis command; the message says
+    what exists instead."""
 
 
 def is_number(value, kind=int):

@@ -19,7 +19,7 @@ def _umask():
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path next to ``path``; leaving the block normally replaces ``path`` with it.
+    """Yield a temporary path next to ``path``; a normal exit from the block moves it to ``path``.
 
     The temporary file already exists (empty) and may be opened, written, and kept open
     for as long as the block lasts; close it before the block ends. Its name starts

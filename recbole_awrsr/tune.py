@@ -423,16 +423,18 @@ def analysis_config(analysis, trial_id):
 
 
 def main(argv=None):
-    """Entry point of ``recbole-awrsr tune`` and ``run_hyper.py``; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "tune":
-        argv = argv[1:]
+    """Entry point of ``recbole-awrsr tune`` and ``run_hyper.py``; returns the exit status.
+
+    Without ``argv``, the process's command line goes through :func:`recbole_awrsr.cli.main`,
+    which reports mistakes; with it, a mistake raises
+    :class:`~recbole_awrsr.errors.ConfigurationError`.
+    """
+    if argv is None:
+        from recbole_awrsr import cli
+
+        return cli.main(["tune", *sys.argv[1:]])
     args, fixed = parse_args(argv)
-    try:
-        summary = tune_model(args, fixed)
-    except ConfigurationError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    summary = tune_model(args, fixed)
     print(f"{summary['trials']} trials ({summary['failed']} failed) in {summary['seconds']:.0f}s; "
           f"best {summary['best_trial']}: valid score {summary['best_valid_score']:.4f} "
           f"with {summary['best_params']}")

@@ -13,6 +13,7 @@ import torch
 from conftest import MAX_LEN, REPO_ROOT, build, random_sequences
 from recbole_awrsr.analysis.__main__ import main
 from recbole_awrsr.analysis.attention import export_attention, user_sequence
+from recbole_awrsr.cli import main as cli_main
 from recbole_awrsr.history import history_path
 from recbole_awrsr.model.wasserstein import positive_variance
 
@@ -147,9 +148,9 @@ def read_png_csv(written_png, written_csvs):
 
 
 def test_attention_command_writes_heat_maps_and_matrices(checkpoints, capsys):
-    status = main(["analysis", "attention", "--model-file", checkpoints["refined"], "--user", "5",
-                   "--layer", "1", "--head", "0", "--last", "4",
-                   "--base-model-file", checkpoints["base"], "--out", "out"])
+    status = cli_main(["analysis", "attention", "--model-file", checkpoints["refined"],
+                       "--user", "5", "--layer", "1", "--head", "0", "--last", "4",
+                       "--base-model-file", checkpoints["base"], "--out", "out"])
     assert status == 0
     stem = Path("out/attention_user5_layer1_head0")
     png = stem.with_suffix(".png")
@@ -183,9 +184,10 @@ def test_attention_command_writes_heat_maps_and_matrices(checkpoints, capsys):
     ("--head", "2", "unknown head 2: layer 1 has 2 head(s), 0..1"),
 ])
 def test_attention_command_refuses_unknown_user_layer_head(checkpoints, capsys, flag, value, message):
-    status = main(["attention", "--model-file", checkpoints["refined"], flag, value, "--out", "out"])
+    status = cli_main(["analysis", "attention", "--model-file", checkpoints["refined"], flag, value,
+                       "--out", "out"])
     err = capsys.readouterr().err
-    assert status == 1
+    assert status == 2
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last
     assert not Path("out").exists() or not list(Path("out").iterdir())
@@ -196,7 +198,7 @@ def test_module_entry_point_refuses_with_one_line_and_status(checkpoints):
         [sys.executable, "-m", "recbole_awrsr.analysis", "attention", "--model-file",
          checkpoints["refined"], "--layer", "-3", "--out", "out"],
         capture_output=True, text=True, cwd=os.getcwd(), timeout=120)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: unknown layer -3")
 
 
@@ -251,7 +253,7 @@ def test_topn_command_uses_recboles_metrics_and_matches_a_hand_computation(check
 
 
 def test_topn_command_refuses_a_missing_checkpoint(capsys):
-    assert main(["topn", "--model-files", "nowhere.pth", "--out", "top"]) == 1
+    assert cli_main(["analysis", "topn", "--model-files", "nowhere.pth", "--out", "top"]) == 2
     assert "no checkpoint file 'nowhere.pth'" in capsys.readouterr().err
 
 
@@ -266,17 +268,18 @@ def test_curves_command_plots_every_run_of_a_folder(checkpoints, capsys):
     assert rows["ndcg@5"].tolist() == pytest.approx(history["ndcg@5"].tolist())
     assert rows["grad_norm"].tolist() == pytest.approx(history["grad_norm"].tolist())
 
-    assert main(["curves", str(checkpoints["folder"]), "--metric", "mrr@3", "--out", "cur"]) == 1
+    assert cli_main(["analysis", "curves", str(checkpoints["folder"]), "--metric", "mrr@3",
+                     "--out", "cur"]) == 2
     assert "no column 'mrr@3'" in capsys.readouterr().err
-    assert main(["curves", "missing-run", "--out", "cur"]) == 1
+    assert cli_main(["analysis", "curves", "missing-run", "--out", "cur"]) == 2
     assert "no history file or run folder 'missing-run'" in capsys.readouterr().err
 
 
 def test_cost_command_counts_the_refinement_matrices(capsys):
     n, layers = 6, 2
-    status = main(["analysis", "cost", "--n", str(n), "--d", "8", "--layers", str(layers),
-                   "--heads", "2", "--batch", "4", "--items", "20", "--repeats", "1",
-                   "--backbones", "sasrec", "stosa", "--out", "c"])
+    status = cli_main(["analysis", "cost", "--n", str(n), "--d", "8", "--layers", str(layers),
+                       "--heads", "2", "--batch", "4", "--items", "20", "--repeats", "1",
+                       "--backbones", "sasrec", "stosa", "--out", "c"])
     assert status == 0
     markdown = Path("c/cost.md").read_text()
     assert "| SASRecAWR | simple | 2 |" in markdown
@@ -289,4 +292,4 @@ def test_cost_command_counts_the_refinement_matrices(capsys):
         assert table.loc[(backbone, "backbone +1 layer"), "layers"] == layers + 1
         assert (table.loc[backbone, "step_ms"] > 0).all()
     assert table.loc[("STOSAAWR", "stochastic"), "extra_params"] == 2 * n * n * layers
-    assert main(["cost", "--d", "7", "--heads", "2", "--out", "c"]) == 1
+    assert cli_main(["analysis", "cost", "--d", "7", "--heads", "2", "--out", "c"]) == 2

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from recbole_awrsr.cli import main as cli_main
 from recbole_awrsr.datatools.cli import main
 from recbole_awrsr.datatools.convert import convert, source
 
@@ -78,8 +79,6 @@ def test_ml1m_converts_file_folder_and_zip_to_the_same_rows(tmp_path, form):
 
 
 def test_console_script_dispatches_convert_and_honours_output_dir(tmp_path, capsys):
-    from recbole_awrsr.cli import main as cli_main
-
     ratings = write(tmp_path / "raw" / "ratings.dat", RATINGS_DAT)
     assert cli_main(["convert", "ml-1m", str(ratings), "--output-dir", "elsewhere"]) == 0
     assert read_rows("elsewhere/ml-1m/ml-1m.inter") == ML_INTER
@@ -191,9 +190,9 @@ BAD_INPUTS = [
 
 def _convert_failing(argv, capsys):
     """Run a conversion that must fail; return its one error line."""
-    code = main(argv)
+    code = cli_main(["data", *argv])
     captured = capsys.readouterr()
-    assert code == 1
+    assert code == 2
     message = captured.err.strip()
     assert message.startswith("error: ") and "\n" not in message
     assert "Traceback" not in captured.err and captured.out == ""

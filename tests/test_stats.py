@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from recbole_awrsr.cli import main as cli_main
 from recbole_awrsr.datatools.cli import main
 from recbole_awrsr.datatools.stats import dataset_stats, format_stats
 
@@ -60,7 +61,7 @@ def test_missing_atomic_files_name_the_convert_command_of_this_cli(capsys):
         create_dataset(config)
     assert ("`python -m recbole_awrsr.data convert ml-1m RAW_FILE --output-dir dataset_atomic`"
             in str(missing.value))
-    assert main(["stats", "anime"]) == 1
+    assert cli_main(["data", "stats", "anime"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: Dataset 'anime' has no atomic files")
     assert "python -m recbole_awrsr.data convert anime" in err

@@ -154,10 +154,10 @@ def test_tuning_run_writes_trials_and_best_yaml_that_reruns(tiny_config_dict, tm
 def test_configuration_mistake_fails_before_ray_starts(tiny_config_dict, tmp_path, capsys):
     import ray
 
-    from recbole_awrsr.tune import main
+    from recbole_awrsr.cli import main
 
     (tmp_path / "p.hyper").write_text("n_heads choice [1]\n")
-    status = main(["--model=SASRecAWR", "--dataset=tiny", "--params_file=p.hyper",
+    status = main(["tune", "--model=SASRecAWR", "--dataset=tiny", "--params_file=p.hyper",
                    f"--data_path={tiny_config_dict['data_path']}", "--refine_mechanism=stochastic"])
     assert status == 2
     assert "stochastic" in capsys.readouterr().err
@@ -165,10 +165,10 @@ def test_configuration_mistake_fails_before_ray_starts(tiny_config_dict, tmp_pat
 
 
 def test_key_both_searched_and_fixed_is_refused(tiny_config_dict, tmp_path, capsys):
-    from recbole_awrsr.tune import main
+    from recbole_awrsr.cli import main
 
     (tmp_path / "p.hyper").write_text("n_layers choice [1, 2]\n")
-    status = main(["--model=SASRecAWR", "--dataset=tiny", "--params_file=p.hyper", "--n_layers=1",
+    status = main(["tune", "--model=SASRecAWR", "--dataset=tiny", "--params_file=p.hyper", "--n_layers=1",
                    f"--data_path={tiny_config_dict['data_path']}"])
     assert status == 2
     assert "n_layers: searched in p.hyper and fixed with --n_layers" in capsys.readouterr().err

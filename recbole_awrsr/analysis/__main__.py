@@ -10,15 +10,13 @@ cost [--n 50] [--d 64] [--layers 2] [--heads 2] [--batch 128] [--items 1683] [--
     parameters and forward/backward time per batch of each mechanism vs the backbone and
     the backbone with one more layer: cost.md + cost.csv
 
-A mistake in the command (unknown user, layer, head, file, metric) prints one line on
-stderr and exits with status 1; a bad command line exits with status 2.
+A mistake in the command (unknown user, layer, head, file, metric) prints one ``error:`` line
+on stderr and exits with status 2, as every command of the plugin does (:mod:`recbole_awrsr.cli`).
 """
 
 import argparse
 import sys
 import warnings
-
-from recbole_awrsr.analysis.errors import AnalysisError
 
 COMMANDS = ("attention", "topn", "curves", "cost")
 
@@ -104,26 +102,21 @@ def dispatch(args):
 
 
 def main(argv=None):
-    """Entry point; ``argv`` may start with ``analysis`` (``recbole-awrsr analysis ...``).
+    """Run one analysis command (``argv[0]`` is its name); returns the exit status.
 
-    Returns the exit status: 0, 1 for a mistake in the command, 2 for a bad command line.
+    Without ``argv``, the process's command line goes through :func:`recbole_awrsr.cli.main`,
+    which reports mistakes; with it, a mistake raises :class:`~recbole_awrsr.errors.AnalysisError`.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "analysis":
-        argv = argv[1:]
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exit_:
-        return exit_.code
-    try:
-        with warnings.catch_warnings():
-            # RecBole 1.2.1's data loading on pandas 2 warns about its own chained
-            # assignments; they would bury the one line this command prints
-            warnings.simplefilter("ignore", FutureWarning)
-            written = dispatch(args)
-    except AnalysisError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    if argv is None:
+        from recbole_awrsr import cli
+
+        return cli.main(["analysis", *sys.argv[1:]])
+    args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        # RecBole 1.2.1's data loading on pandas 2 warns about its own chained
+        # assignments; they would bury the one line this command prints
+        warnings.simplefilter("ignore", FutureWarning)
+        written = dispatch(args)
     for path in written:
         print(f"wrote {path}")
     return 0

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recbole_awrsr.analysis.errors import AnalysisError
+from recbole_awrsr.errors import AnalysisError
 
 
 @dataclass

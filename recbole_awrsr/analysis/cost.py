@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from recbole_awrsr import model as plugin_models
-from recbole_awrsr.analysis.errors import AnalysisError
+from recbole_awrsr.errors import AnalysisError
 from recbole_awrsr.model.refinement import backbone_of, mechanisms_for
 
 #: backbone -> the model with refinement that declares it

@@ -10,7 +10,7 @@ import os
 import pandas as pd
 
 from recbole_awrsr.analysis.attention import load_checkpoint_model, model_name
-from recbole_awrsr.analysis.errors import AnalysisError
+from recbole_awrsr.errors import AnalysisError
 
 METRICS = ("NDCG", "Recall")
 

@@ -1,6 +1,6 @@
-"""The offline data tools' command line: ``python -m recbole_awrsr.data convert|download|stats ...``.
+"""The data tools' command line: ``python -m recbole_awrsr.data convert|download|stats ...``.
 
-Also ``recbole-awrsr convert ...`` (``download``, ``stats``) and ``python -m recbole_awrsr.datatools``.
+Also ``recbole-awrsr [data] convert|download|stats ...`` and ``python -m recbole_awrsr.datatools``.
 
 convert DATASET INPUT [--output-dir dataset_atomic] [--name NAME] [--drop-unrated] [--format F]
     raw files -> <output-dir>/<name>/<name>.inter (+ .item)
@@ -9,7 +9,8 @@ download DATASET [--output-dir dataset_atomic] [--sha256 HEX] [--timeout S]
 stats DATASET [--data-path dataset_atomic]
     users / items / interactions / density after RecBole's filtering, beside the paper's Table 1
 
-Errors print one message on stderr and exit with status 1 (2 for a bad command line).
+A mistake (unknown dataset, bad input line, failed download) prints one ``error:`` line on
+stderr and exits with status 2, as every command of the plugin does (:mod:`recbole_awrsr.cli`).
 """
 
 import argparse
@@ -58,24 +59,21 @@ def build_parser():
 
 
 def main(argv=None):
-    """Run one subcommand; ``argv[0]`` is ``convert``, ``download`` or ``stats``. Returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as stop:  # argparse already printed the usage error
-        return stop.code
-    from recbole_awrsr.datatools.convert import ConversionError
-    from recbole_awrsr.datatools.download import DownloadError
+    """Run one subcommand (``argv[0]``: convert, download or stats); returns the exit status.
 
-    try:
-        if args.command == "convert":
-            return _convert(args)
-        if args.command == "download":
-            return _download(args)
-        return _stats(args)
-    except (ConversionError, DownloadError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    Without ``argv``, the process's command line goes through :func:`recbole_awrsr.cli.main`,
+    which reports mistakes; with it, a mistake raises an :class:`~recbole_awrsr.errors.AWRSRError`.
+    """
+    if argv is None:
+        from recbole_awrsr import cli
+
+        return cli.main(["data", *sys.argv[1:]])
+    args = build_parser().parse_args(argv)
+    if args.command == "convert":
+        return _convert(args)
+    if args.command == "download":
+        return _download(args)
+    return _stats(args)
 
 
 def _report(out, dataset, output_dir, seconds):

@@ -22,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from recbole_awrsr.datatools.convert import amazon_category, check_dataset, convert
+from recbole_awrsr.errors import DownloadError
 from recbole_awrsr.files import atomic_path
 
 #: seconds to wait for a connection or a read; without network, fail fast
@@ -51,10 +52,6 @@ MANUAL_SOURCES = {
               "the file rating.csv (and anime.csv, for the .item file)", "rating.csv"),
     "pairs": ("the repository that published the pairs file", "the 'user item' file", "FILE"),
 }
-
-
-class DownloadError(Exception):
-    """A download that could not be done; the message says what to do by hand."""
 
 
 def manual_steps(dataset, output_dir="dataset_atomic"):

@@ -6,7 +6,7 @@ category by its lower-case name (``beauty``, ``sports_and_outdoors``, ...;
 ``sports``, ``toys`` and ``home`` are accepted as the usual short names).
 """
 
-from recbole_awrsr.datatools.convert.source import ConversionError
+from recbole_awrsr.errors import ConversionError
 
 #: Amazon 2014 per-category file names (``ratings_<Category>.csv``, ``reviews_<Category>_5.json.gz``)
 AMAZON_CATEGORIES = (

@@ -12,9 +12,10 @@ import os
 
 from recbole_awrsr.datatools.convert import sequence
 from recbole_awrsr.datatools.convert.source import (
-    ConversionError, format_number, iter_lines, parse_float, parse_int,
+    format_number, iter_lines, parse_float, parse_int,
 )
 from recbole_awrsr.datatools.convert.writer import DatasetWriter
+from recbole_awrsr.errors import ConversionError
 
 RATINGS_FORMAT = "'user,item,rating,timestamp' (no header; rating a number, timestamp a unix time)"
 REVIEWS_FORMAT = ("one JSON object per line with reviewerID, asin, overall (a number) "

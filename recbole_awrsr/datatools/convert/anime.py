@@ -10,9 +10,10 @@ import csv
 import os
 
 from recbole_awrsr.datatools.convert.source import (
-    ConversionError, format_number, iter_lines, parse_float, parse_int,
+    format_number, iter_lines, parse_float, parse_int,
 )
 from recbole_awrsr.datatools.convert.writer import DatasetWriter
+from recbole_awrsr.errors import ConversionError
 
 RATINGS_HEADER = "user_id,anime_id,rating"
 RATINGS_FORMAT = f"'{RATINGS_HEADER}' header, then integer ids and a rating (-1 or 1-10) per line"

@@ -5,9 +5,10 @@ import re
 import zipfile
 
 from recbole_awrsr.datatools.convert.source import (
-    ConversionError, Source, format_number, iter_lines, parse_float, parse_int,
+    Source, format_number, iter_lines, parse_float, parse_int,
 )
 from recbole_awrsr.datatools.convert.writer import DatasetWriter
+from recbole_awrsr.errors import ConversionError
 
 RATINGS_FORMAT = "'UserID::MovieID::Rating::Timestamp' (integers, rating a number), as in ml-1m/ratings.dat"
 MOVIES_FORMAT = "'MovieID::Title::Genre|Genre|...', as in ml-1m/movies.dat"

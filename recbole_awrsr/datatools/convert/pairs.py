@@ -4,8 +4,9 @@ There are no timestamps, so an interaction's timestamp is its line number in
 the file: each user's order, and the order across users, is the file's.
 """
 
-from recbole_awrsr.datatools.convert.source import ConversionError, iter_lines, parse_int
+from recbole_awrsr.datatools.convert.source import iter_lines, parse_int
 from recbole_awrsr.datatools.convert.writer import DatasetWriter
+from recbole_awrsr.errors import ConversionError
 
 FORMAT = "'user item' (two whitespace-separated integer ids per line, lines in time order)"
 

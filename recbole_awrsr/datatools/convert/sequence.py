@@ -6,8 +6,9 @@ timestamps, so an item's timestamp is its 1-based position in the user's
 line: the order is kept exactly and leave-one-out holds out the last items.
 """
 
-from recbole_awrsr.datatools.convert.source import ConversionError, iter_lines, parse_int
+from recbole_awrsr.datatools.convert.source import iter_lines, parse_int
 from recbole_awrsr.datatools.convert.writer import DatasetWriter
+from recbole_awrsr.errors import ConversionError
 
 FORMAT = "'user item item ...' (whitespace-separated integer ids, one user per line, chronological)"
 

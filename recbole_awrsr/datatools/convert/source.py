@@ -14,26 +14,12 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 
+from recbole_awrsr.errors import ConversionError
+
 #: inputs bigger than this get a progress bar (when stderr is a terminal)
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 #: lines between two progress bar updates; updating on every line costs more than parsing it
 PROGRESS_EVERY = 65536
-
-
-class ConversionError(Exception):
-    """A raw input that cannot be converted, described in one line.
-
-    ``source`` names the file (or ``archive.zip:member``), ``line`` the 1-based
-    line number when one applies, and ``expected`` the format the converter wanted.
-    """
-
-    def __init__(self, source, problem, expected=None, line=None):
-        self.source, self.problem, self.expected, self.line = str(source), problem, expected, line
-        where = self.source if line is None else f"{self.source}, line {line}"
-        message = f"{where}: {problem}"
-        if expected:
-            message += f"; expected {expected}"
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
