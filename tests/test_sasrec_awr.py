@@ -51,7 +51,7 @@ def test_none_equals_sasrec_scores_and_loss(pair):
 def encode_eval(model, seqs):
     model.eval()
     with torch.no_grad():
-        return model.encode(seqs)
+        return model.encode(seqs)[0]
 
 
 LEAKAGE_SETTINGS = [{"refine_input": "probs"}, {"refine_input": "scores"}] + VARIANTS

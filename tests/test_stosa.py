@@ -61,7 +61,7 @@ def test_covariances_strictly_positive_through_every_layer(stosa_config, model_n
     model.train()  # dropout on: a dropped attention row must not zero a variance either
     with torch.no_grad():
         _, input_cov = model.embed(seqs)
-        layers = model.encode(seqs, output_all_encoded_layers=True)
+        layers = model.encode_layers(seqs)
         _, item_cov = model.item_gaussians()
     assert len(layers) == 3
     assert torch.all(input_cov > 0) and torch.all(item_cov > 0)
@@ -212,7 +212,7 @@ def test_propagate_mean_switch(stosa_config, propagate):
     model.eval()
     with torch.no_grad():
         in_mean, in_cov = model.embed(seqs)
-        layers = model.encode(seqs, output_all_encoded_layers=True)
+        layers = model.encode_layers(seqs)
     out_mean, out_cov = layers[-1]
     assert not torch.allclose(out_cov, in_cov)  # the cov stream always propagates
     if propagate:

@@ -193,7 +193,7 @@ def test_all_bpr_loss_by_hand(tiny_config_dict):
                                     batch[model.POS_ITEM_ID], model.train_stride)
         negatives = sample_negatives(targets, model.n_items)
         real = targets > 0
-        hidden = model.encode(batch[model.ITEM_SEQ])[real]  # (T, d)
+        hidden = model.encode(batch[model.ITEM_SEQ])[0][real]  # (T, d)
         items = model.item_embedding.weight
         pos = (hidden * items[targets[real]]).sum(-1)
         neg = (hidden * items[negatives[real]]).sum(-1)

@@ -62,7 +62,7 @@ def test_cut_groups_equal_the_uncut_encoder_at_real_positions(tiny_config_dict, 
     seqs = torch.nn.functional.pad(seqs, (0, 2))  # no row uses the last two positions
     with torch.no_grad():
         reference = uncut(model, seqs)
-        encoded = model.encode(seqs)
+        (encoded,) = model.encode(seqs)
         read_out = model(seqs, lengths)
     for row, length in enumerate(lengths.tolist()):
         assert torch.allclose(encoded[row, :length], reference[row, :length], atol=1e-5)
@@ -111,8 +111,8 @@ def test_last_layer_from_the_first_read_position_keeps_the_read_outputs(tiny_con
     seqs, lengths = random_sequences(8, MAX_LEN, model.n_items, seed=6, min_len=2)
     read_from = lengths - 3  # the last three positions of each row, as with train_stride 3
     with torch.no_grad():
-        full = model.encode(seqs)
-        partial = model.encode(seqs, read_from)
+        (full,) = model.encode(seqs)
+        (partial,) = model.encode(seqs, read_from)
     for row, (first, length) in enumerate(zip(read_from.tolist(), lengths.tolist())):
         first = max(first, 0)
         assert torch.allclose(partial[row, first:length], full[row, first:length], atol=1e-5)
@@ -137,6 +137,6 @@ def test_all_targets_loss_with_a_short_stride_is_the_full_encoders(tiny_config_d
     targets = next_item_targets(seqs, lengths, batch[model.POS_ITEM_ID], 2)
     real = targets > 0
     with torch.no_grad():
-        logits = model.encode(seqs)[real] @ model.item_embedding.weight.t()  # every position
+        logits = model.encode(seqs)[0][real] @ model.item_embedding.weight.t()  # every position
         expected = torch.nn.functional.cross_entropy(logits, targets[real])
         assert torch.allclose(model.calculate_loss(batch), expected, atol=1e-6)

@@ -71,8 +71,7 @@ def encoder_loss(model, interaction, config):
     at d = 64 and |I| = 1683, outweighs the attention; it is left out unless asked for.
     """
     seq = interaction[config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"]]
-    out = model.encode(seq)
-    return sum(part.sum() for part in out) if isinstance(out, tuple) else out.sum()
+    return sum(stream.sum() for stream in model.encode(seq))
 
 
 def time_steps(models, repeats, full_step=False, warmup=2):

@@ -32,11 +32,11 @@ class RefinedMultiHeadAttention(MultiHeadAttention):
         self.first_order_weights = None
         self.refined_weights = None
 
-    def forward(self, input_tensor, attention_mask, rows=None):
-        """(B, n, d) -> (B, n, d); only the positions that are read with ``rows``.
+    def forward(self, input_tensor, attention_mask, positions=None):
+        """(B, n, d) -> (B, n, d); only the positions that are read with ``positions``.
 
-        ``rows``: (B,) positions, one per sequence -> (B, d); or a ``slice`` of
-        positions -> (B, q, d). With ``rows`` the output projection, LayerNorm and
+        ``positions``: (B,) query positions, one per sequence -> (B, d); or a ``slice`` of
+        positions -> (B, q, d). With ``positions`` the output projection, LayerNorm and
         whatever follows run only at the positions that are read (RecBole's ``last``
         training and scoring read one position per sequence, ``train_targets: all``
         the trained positions at the end of each window). A refinement still reads
@@ -49,10 +49,10 @@ class RefinedMultiHeadAttention(MultiHeadAttention):
         key = self.key(input_tensor).view(batch, length, heads, head_size).permute(0, 2, 3, 1)
         value = self.value(input_tensor).view(batch, length, heads, head_size).transpose(1, 2)
 
-        at = rows
-        if rows is not None and self.refinement.is_identity and not self.keep_weights:
+        at = positions
+        if positions is not None and self.refinement.is_identity and not self.keep_weights:
             # Ã = A: the rows nobody reads need not exist
-            query, attention_mask, at = pick(query, rows), pick(attention_mask, rows), None
+            query, attention_mask, at = pick(query, positions), pick(attention_mask, positions), None
         # RecBole's arithmetic, in place (no extra attention-sized buffers)
         scores = torch.matmul(query, key).div_(self.sqrt_attention_head_size).add_(attention_mask)
         probs = torch.softmax(scores, dim=-1)
@@ -63,13 +63,13 @@ class RefinedMultiHeadAttention(MultiHeadAttention):
         else:
             weights = self.refinement(probs, scores, attention_mask, at=at)
 
-        if rows is not None:
-            input_tensor = pick(input_tensor.unsqueeze(1), rows).squeeze(1)  # (B, q, d)
+        if positions is not None:
+            input_tensor = pick(input_tensor.unsqueeze(1), positions).squeeze(1)  # (B, q, d)
             length = input_tensor.size(1)
         context = torch.matmul(self.attn_dropout(weights), value)
         context = context.transpose(1, 2).reshape(batch, length, self.all_head_size)
         hidden = self.LayerNorm(self.out_dropout(self.dense(context)) + input_tensor)
-        return hidden.squeeze(1) if torch.is_tensor(rows) else hidden
+        return hidden.squeeze(1) if torch.is_tensor(positions) else hidden
 
 
 class FastFeedForward(FeedForward):
@@ -99,13 +99,13 @@ class RefinedTransformerLayer(nn.Module):
             hidden_size, inner_size, hidden_dropout_prob, hidden_act, layer_norm_eps
         )
 
-    def forward(self, hidden_states, attention_mask, rows=None):
-        """(B, n, d) -> (B, n, d), or only the positions ``rows`` names (see the attention)."""
-        if rows is None:
+    def forward(self, hidden_states, attention_mask, positions=None):
+        """(B, n, d) -> (B, n, d), or only the ``positions`` named (see the attention)."""
+        if positions is None:
             # the call RecBole's layers make: forward hooks (analysis.attention) see
             # exactly (hidden_states, attention_mask), no None to detach
             return self.feed_forward(self.multi_head_attention(hidden_states, attention_mask))
-        return self.feed_forward(self.multi_head_attention(hidden_states, attention_mask, rows=rows))
+        return self.feed_forward(self.multi_head_attention(hidden_states, attention_mask, positions=positions))
 
 
 class RefinedTransformerEncoder(nn.Module):
@@ -136,16 +136,16 @@ class RefinedTransformerEncoder(nn.Module):
             outputs.append(hidden_states)
         return outputs
 
-    def forward_at(self, hidden_states, attention_mask, rows):
+    def forward_at(self, hidden_states, attention_mask, positions):
         """Last layer's output at the positions that are read.
 
-        ``rows``: (B,) one position per sequence, (B, n, d) -> (B, d); or a ``slice``,
+        ``positions``: (B,) one position per sequence, (B, n, d) -> (B, d); or a ``slice``,
         (B, n, d) -> (B, q, d). Same values as ``forward(...)[-1]`` at those positions;
         the last layer skips the positions nobody reads.
         """
         for layer in self.layer[:-1]:
             hidden_states = layer(hidden_states, attention_mask)
-        return self.layer[-1](hidden_states, attention_mask, rows)
+        return self.layer[-1](hidden_states, attention_mask, positions)
 
     def attention_layers(self):
         """The attention module of every layer, first to last."""

@@ -1,4 +1,7 @@
-"""SASRecAWR: RecBole's SASRec with attention weight refinement in every layer."""
+"""SASRecAWR: RecBole's SASRec with attention weight refinement in every layer.
+
+Liu, Liu, Liu, "Pay Attention to Attention for Sequential Recommendation", RecSys 2024.
+"""
 
 import torch
 import torch.nn.functional as F
@@ -9,6 +12,7 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 
 from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.model.attention import RefinedTransformerEncoder
+from recbole_awrsr.model.base import AttentionModelMixin
 from recbole_awrsr.model.dropout import use_fast_dropout
 from recbole_awrsr.model.refinement import (
     Refinement,
@@ -17,7 +21,6 @@ from recbole_awrsr.model.refinement import (
 )
 from recbole_awrsr.model.targets import (
     check_train_targets,
-    next_item_targets,
     sample_negatives,
     train_stride,
 )
@@ -32,7 +35,7 @@ from recbole_awrsr.model.trimming import (
 LOSS_TYPES = ("CE", "BPR")
 
 
-class SASRecAWR(SASRec):
+class SASRecAWR(AttentionModelMixin, SASRec):
     """SASRec (post-LN transformer, learnable positions, right-padded input) plus refinement.
 
     Same modules, parameter names and construction order as RecBole's ``SASRec``;
@@ -48,7 +51,6 @@ class SASRecAWR(SASRec):
     4 on a CPU, 1 on a GPU).
     """
 
-    handles_all_targets = True
     #: which refinement mechanisms apply (:func:`~recbole_awrsr.model.refinement.mechanisms_for`)
     backbone = "sasrec"
 
@@ -66,7 +68,6 @@ class SASRecAWR(SASRec):
         self.layer_norm_eps = config["layer_norm_eps"]
         self.initializer_range = config["initializer_range"]
         self.loss_type = config["loss_type"]
-        self.refine_mechanism = config["refine_mechanism"]
         self.train_targets = config["train_targets"]
         self.train_stride = train_stride(config)
         self.length_groups = config["length_groups"]  # None: by device (trimming.AUTO_GROUPS)
@@ -133,7 +134,7 @@ class SASRecAWR(SASRec):
             yield (rows, *self.embed(select(item_seq, rows)[:, :length]))
 
     def encode(self, item_seq, read_from=None):
-        """Hidden state at every position: (B, n) item ids -> (B, n, d).
+        """Hidden state at every position: (B, n) item ids -> ``(hidden,)``, hidden (B, n, d).
 
         Positions after a row's last item are padding: their values mean nothing
         (zero where the batch was cut short). ``read_from`` (B,): the first position
@@ -151,7 +152,7 @@ class SASRecAWR(SASRec):
                 out = F.pad(self.trm_encoder.forward_at(hidden, mask, slice(start, None)),
                             (0, 0, start, 0))
             parts.append(out)
-        return reassemble(parts, groups, width=item_seq.size(1))
+        return (reassemble(parts, groups, width=item_seq.size(1)),)
 
     def forward(self, item_seq, item_seq_len):
         """Hidden state at each sequence's last item: (B, n), (B,) -> (B, d).
@@ -168,14 +169,11 @@ class SASRecAWR(SASRec):
         """Training loss of a batch: SASRec's (``last``) or averaged over every target (``all``)."""
         if self.train_targets == "last":
             return super().calculate_loss(interaction)
-        item_seq = interaction[self.ITEM_SEQ]
-        targets = next_item_targets(item_seq, interaction[self.ITEM_SEQ_LEN],
-                                    interaction[self.POS_ITEM_ID], self.train_stride)
-        real = targets > 0
+        targets, real = self.trained_targets(interaction)
         # only the trained positions are computed in the last layer and scored
         read_from = interaction[self.ITEM_SEQ_LEN] - self.train_stride
-        hidden = self.encode(item_seq, read_from)[real]  # (T, d)
-        positives = targets[real]  # (T,)
+        (hidden,) = self.encode(interaction[self.ITEM_SEQ], read_from)
+        hidden, positives = hidden[real], targets[real]  # (T, d), (T,)
         if self.loss_type == "CE":
             logits = hidden @ self.item_embedding.weight.t()  # (T, |I|)
             return self.loss_fct(logits, positives)

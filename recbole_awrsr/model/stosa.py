@@ -16,6 +16,7 @@ from torch import nn
 from recbole.model.abstract_recommender import SequentialRecommender
 
 from recbole_awrsr.errors import ConfigurationError, is_number
+from recbole_awrsr.model.base import AttentionModelMixin
 from recbole_awrsr.model.dropout import use_fast_dropout
 from recbole_awrsr.model.refinement import (
     NoRefinement,
@@ -25,8 +26,6 @@ from recbole_awrsr.model.refinement import (
 )
 from recbole_awrsr.model.targets import (
     check_train_targets,
-    next_item_targets,
-    sample_negatives,
     train_stride,
 )
 from recbole_awrsr.model.wasserstein import (
@@ -44,7 +43,7 @@ def _train_targets(config):
     return config["train_targets"] or "last"
 
 
-class STOSA(SequentialRecommender):
+class STOSA(AttentionModelMixin, SequentialRecommender):
     """Stochastic self-attention sequential recommender.
 
     Config keys: ``n_layers``, ``n_heads``, ``hidden_size``, ``inner_size``,
@@ -52,9 +51,6 @@ class STOSA(SequentialRecommender):
     ``initializer_range``, ``pvn_weight``, ``stosa_propagate_mean``, ``loss_type``
     (BPR only), ``train_targets`` (last | all); see ``properties/model/STOSA.yaml``.
     """
-
-    #: ``calculate_loss`` trains on every position of a window with ``train_targets: all``
-    handles_all_targets = True
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -157,15 +153,18 @@ class STOSA(SequentialRecommender):
         cov = positive_variance(self.dropout(self.cov_LayerNorm(cov)))
         return mean, cov
 
-    def encode(self, item_seq, output_all_encoded_layers=False):
-        """Output Gaussians at every position: (B, n) ids -> mean (B, n, d), variance (B, n, d).
+    def encode(self, item_seq, read_from=None):
+        """Output Gaussians at every position: (B, n) ids -> (mean (B, n, d), variance (B, n, d)).
 
-        With ``output_all_encoded_layers=True``: the list of (mean, variance) after each layer.
+        ``read_from`` is accepted for the shared contract; every position is computed.
         """
+        return self.encode_layers(item_seq)[-1]
+
+    def encode_layers(self, item_seq):
+        """The (mean, variance) pair after each layer, first to last: a list of n_layers pairs."""
         mean, cov = self.embed(item_seq)
-        outputs = self.encoder(mean, cov, self.get_attention_mask(item_seq),
-                               output_all_encoded_layers=output_all_encoded_layers)
-        return outputs if output_all_encoded_layers else outputs[-1]
+        return self.encoder(mean, cov, self.get_attention_mask(item_seq),
+                            output_all_encoded_layers=True)
 
     def forward(self, item_seq, item_seq_len):
         """Output Gaussian at each sequence's last item: (B, n), (B,) -> two (B, d)."""
@@ -196,14 +195,11 @@ class STOSA(SequentialRecommender):
         ``all``: a target at every real position of the window (the next item), one
         uniform negative each, averaged over all targets of the batch.
         """
-        item_seq = interaction[self.ITEM_SEQ]
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
         pos_items = interaction[self.POS_ITEM_ID]
-        mean, cov = self.encode(item_seq)
+        mean, cov = self.encode(interaction[self.ITEM_SEQ])
         if self.train_targets == "all":
-            targets = next_item_targets(item_seq, item_seq_len, pos_items, self.train_stride)
-            negatives = sample_negatives(targets, self.n_items)
-            real = targets > 0
+            targets, real, negatives = self.trained_targets(interaction, negatives=True)
             return self.distance_loss(mean[real], cov[real], targets[real], negatives[real])
         last = item_seq_len - 1
         return self.distance_loss(self.gather_indexes(mean, last), self.gather_indexes(cov, last),
