@@ -5,8 +5,8 @@
    :func:`trusted_checkpoint_loading` read our own checkpoint files with the full
    unpickler; :mod:`recbole_awrsr.trainer` applies them to every trainer class.
 2. Anomaly detection: importing RecBole's SINE switches
-   ``torch.autograd.set_detect_anomaly(True)`` on for the whole process (10-24 % of
-   each training step). :func:`disable_anomaly_detection` runs when
+   ``torch.autograd.set_detect_anomaly(True)`` on for the whole process (a large share
+   of each training step; see the field notes). :func:`disable_anomaly_detection` runs when
    ``recbole_awrsr.model`` is imported and after every model lookup.
 3. Negative sampling: RecBole samples one negative by default and then refuses
    ``loss_type: CE`` for sequential models. ``NEG_SAMPLING_BY_LOSS``

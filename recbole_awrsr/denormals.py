@@ -2,9 +2,9 @@
 
 Softmax weights of far-apart logits, and the gradients that flow back through them,
 fall below float32's smallest normal number (1.2e-38) as training goes on. x86 CPUs
-take a slow path for every such subnormal operand: on ml-100k, `SASRecAWR simple`
-epochs grew from 5 to 8 s within 15 epochs as the refinement's n x n products filled
-with them. With flush-to-zero those values count as 0 (a change far below float32's
+take a slow path for every such subnormal operand: `SASRecAWR simple` epochs grew
+longer as training went on and the refinement's n x n products filled with them
+(benchmarks/README.md has the numbers). With flush-to-zero those values count as 0 (a change far below float32's
 precision) and epochs stay at their first speed.
 
 The setting is per thread and new threads copy it from the thread that starts them, so

@@ -5,7 +5,7 @@ from recbole_awrsr.model.stosa import STOSA, STOSAAWR
 from recbole_awrsr.compat import disable_anomaly_detection
 
 # importing RecBole's SASRec (above) imports SINE, which switches anomaly detection
-# on for the process; a model built by hand must not train 30 % slower for it
+# on for the process; a model built by hand must not train slower for it
 disable_anomaly_detection()
 
 __all__ = ["SASRecAWR", "STOSA", "STOSAAWR"]

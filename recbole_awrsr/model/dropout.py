@@ -1,9 +1,8 @@
 """Dropout with a cheaper random draw: the same distribution as ``nn.Dropout``.
 
 On this project's CPUs ``nn.Dropout`` was the largest single cost of a training
-step (about 40 % of a ``SASRecAWR`` batch on ml-100k, by the profiler): PyTorch
-draws its mask with ``bernoulli_``, which is several times slower per element
-than ``torch.rand``. :class:`FastDropout` keeps an element when a uniform draw
+step (the profile is in benchmarks/README.md): PyTorch draws its mask with
+``bernoulli_``, which is several times slower per element than ``torch.rand``. :class:`FastDropout` keeps an element when a uniform draw
 U in [0, 1) is at least p, so it is kept with probability 1 - p, and scales the
 kept ones by 1 / (1 - p): the same random function as ``nn.Dropout``, drawn from
 a different stream (so a seed gives other masks than RecBole's modules would).

@@ -15,8 +15,8 @@ from recbole_awrsr.errors import ConfigurationError, is_number
 
 #: groups per batch when ``length_groups`` is unset (~), by device type. On a CPU the
 #: padding saved pays for the extra, smaller operations; on a GPU a step is bound by
-#: kernel launches, and every group launches the whole encoder again (H100, ml-100k,
-#: `none last`: 0.36 s per epoch with 1 group, 1.25 s with 4; benchmarks/README.md).
+#: kernel launches, and every group launches the whole encoder again (measured in
+#: benchmarks/README.md, "On a GPU").
 AUTO_GROUPS = {"cpu": 4}
 
 
