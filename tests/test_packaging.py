@@ -11,7 +11,7 @@ from conftest import REPO_ROOT
 def test_wheel_carries_every_properties_yaml(tmp_path):
     source = tmp_path / "src"
     source.mkdir()
-    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+    for name in ("setup.py", "setup.cfg", "pyproject.toml", "README.md"):
         shutil.copy(REPO_ROOT / name, source / name)
     for folder in ("recbole_awrsr", "properties"):
         shutil.copytree(REPO_ROOT / folder, source / folder,
