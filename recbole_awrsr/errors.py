@@ -18,6 +18,10 @@ class MissingDatasetError(ConfigurationError, FileNotFoundError):
     """A dataset's atomic files are missing; the message names the converter command."""
 
 
+class ParamsFileError(ConfigurationError):
+    """A params-file line that cannot be read; the message names the file and line."""
+
+
 class ConversionError(AWRSRError):
     """A raw dataset file that cannot be converted, described in one line.
 

@@ -7,7 +7,7 @@ import pytest
 
 from recbole_awrsr import errors
 from recbole_awrsr.cli import main
-from recbole_awrsr.tune import ParamsFileError
+from recbole_awrsr.errors import ParamsFileError
 
 #: (argv, a fragment of the one error line): a typical mistake for each subcommand
 MISTAKES = [

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from recbole_awrsr.errors import ConfigurationError
-from recbole_awrsr.tune import Param, ParamsFileError, parse_params, read_params_file, search_space
+from recbole_awrsr.errors import ParamsFileError
+from recbole_awrsr.search_space import Param, parse_params, read_params_file, search_space
 
 PARAMS = """\
 # every kind RecBole's format has
