@@ -25,21 +25,12 @@ from dataclasses import asdict, dataclass, replace
 from recbole_awrsr import model as plugin_models
 from recbole_awrsr.cli import config_pairs
 from recbole_awrsr.errors import ConfigurationError
-from recbole_awrsr.model.refinement import MECHANISMS, backbone_of
-from recbole_awrsr.model.refinement import mechanisms_for as backbone_mechanisms
 from recbole_awrsr.files import write_text
+from recbole_awrsr.model.refinement import MECHANISMS
+from recbole_awrsr.tables import (BASE, NO_MECHANISM, PER_USER_METRICS, REFINE_PREFIX,
+                                  model_mechanisms, row_label, tables_markdown)
 
-BASE = "none"
-#: ``mechanism`` of a RecBole baseline (it has no refinement)
-NO_MECHANISM = "-"
 KEYS = ["dataset", "model", "mechanism", "layers", "variant", "seed"]
-#: the per-user test metrics written for each cell (for the paired test across users)
-PER_USER_METRICS = ["ndcg@10", "recall@10"]
-#: config keys that only a refinement reads: not part of a ``none`` cell's variant
-REFINE_PREFIX = "refine_"
-TABLE2_METRICS = ["recall@1", "recall@5", "ndcg@5"]
-TABLE3_METRIC = "ndcg@5"
-LABELS = {"recall@1": "R@1", "recall@5": "R@5", "ndcg@5": "N@5"}
 
 
 @dataclass(frozen=True)
@@ -79,20 +70,13 @@ def variant_of(keys, config_files, mechanism):
     return " ".join(parts)
 
 
-def base_variant(variant):
-    """The variant of the ``none`` cells a mechanism's cells are compared with."""
-    return " ".join(part for part in variant.split() if not part.startswith(REFINE_PREFIX))
-
 def mechanisms_for(model, only=None):
     """The refinement mechanisms ``model`` can use, ``none`` first; RecBole models have none.
 
     ``only`` restricts them (``none`` is always kept: it is what the others are compared with).
     """
-    backbone = backbone_of(getattr(plugin_models, model, None))
-    if backbone is None:
-        return [NO_MECHANISM]
-    names = [BASE] + [name for name in backbone_mechanisms(backbone) if name != BASE]
-    if only:
+    names = model_mechanisms(model)
+    if only and names != [NO_MECHANISM]:
         unknown = sorted(set(only) - set(MECHANISMS))
         if unknown:
             raise ConfigurationError(f"--mechanisms: unknown {', '.join(unknown)}; "
@@ -187,6 +171,15 @@ def per_user_path(out, cell, layers):
     return os.path.join(out, "per_user", name)
 
 
+def per_user_reader(out):
+    """``record -> path`` of a results row's per-user file (what the tables' paired test reads)."""
+    def path_of(record):
+        cell = Cell(record["dataset"], record["model"], record["mechanism"], record["layers"],
+                    int(record["seed"]), record["variant"])
+        return per_user_path(out, cell, record["layers"])
+    return path_of
+
+
 def write_per_user(path, built):
     """Each test user's metrics of :data:`PER_USER_METRICS`, from RecBole's own evaluator.
 
@@ -243,262 +236,6 @@ def append_result(path, row):
 def finished_keys(frame):
     """Keys of the cells the results already hold."""
     return {tuple(str(value) for value in values) for values in frame[KEYS].itertuples(index=False)}
-
-
-def paired_p_value(values, base_values):
-    """Two-sided paired t-test p-value over seeds (NaN with fewer than 2 pairs or no spread)."""
-    import numpy as np
-    from scipy import stats
-
-    values, base_values = np.asarray(values, float), np.asarray(base_values, float)
-    if len(values) < 2:
-        return float("nan")
-    differences = values - base_values
-    if np.allclose(differences, differences[0]):
-        return 0.0 if differences[0] != 0 else float("nan")
-    return float(stats.ttest_rel(values, base_values).pvalue)
-
-
-def per_user_p_value(values, base_values):
-    """Two-sided paired t-test p-value over users (the same users, the same order)."""
-    return paired_p_value(values, base_values)
-
-
-def short_variants(frame):
-    """``{variant: the part of it that differs between the frame's variants}``.
-
-    Keys every row shares (the common settings) say nothing in a table label.
-    """
-    variants = list(dict.fromkeys(frame["variant"])) if "variant" in frame else [""]
-    split = {variant: variant.split() for variant in variants}
-    common = set.intersection(*(set(parts) for parts in split.values())) if split else set()
-    return {variant: " ".join(part for part in parts if part not in common)
-            for variant, parts in split.items()}
-
-
-def _user_means(per_user_dir, group, column):
-    """Each test user's metric averaged over the group's seeds, or None if a file is missing."""
-    import pandas as pd
-
-    frames = []
-    for record in group.to_dict("records"):
-        cell = Cell(record["dataset"], record["model"], record["mechanism"], record["layers"],
-                    int(record["seed"]), record["variant"])
-        path = per_user_path(per_user_dir, cell, record["layers"])
-        if not os.path.isfile(path):
-            return None
-        frames.append(pd.read_csv(path).set_index("user")[column])
-    return pd.concat(frames, axis=1).mean(axis=1)
-
-
-def summarize(frame, metrics, per_user_dir=None):
-    """Per (dataset, model, mechanism, layers, variant, metric): mean over seeds, change, p.
-
-    The change is relative to the same backbone's ``none`` at the same dataset and
-    layers, under the same variant less its refinement keys, in percent; ``p_value``
-    pairs the seeds both have; ``p_users`` (metrics of :data:`PER_USER_METRICS`, when
-    ``per_user_dir`` holds every run's per-user file) pairs the test users, each user's
-    value averaged over the seeds.
-    """
-    import pandas as pd
-
-    rows = []
-    frame = frame.copy()
-    if "variant" not in frame:
-        frame["variant"] = ""
-    labels = short_variants(frame)
-    groups = frame.groupby(["dataset", "model", "mechanism", "layers", "variant"], sort=False)
-    for (dataset, model, mechanism, layers, variant), group in groups:
-        base = frame[(frame["dataset"] == dataset) & (frame["model"] == model)
-                     & (frame["mechanism"] == BASE) & (frame["layers"] == layers)
-                     & (frame["variant"] == base_variant(variant))]
-        label = _label(model, mechanism) + (f" [{labels[variant]}]" if labels[variant] else "")
-        for metric in metrics:
-            column = f"test_{metric}"
-            if column not in group:
-                continue
-            mean = group[column].astype(float).mean()
-            row = {"dataset": dataset, "model": model, "mechanism": mechanism, "layers": layers,
-                   "variant": variant, "label": label,
-                   "metric": metric, "mean": mean, "std": group[column].astype(float).std(),
-                   "seeds": len(group), "base_mean": float("nan"), "change_pct": float("nan"),
-                   "p_value": float("nan"), "p_users": float("nan")}
-            if mechanism not in (BASE, NO_MECHANISM) and not base.empty:
-                base_mean = base[column].astype(float).mean()
-                row["base_mean"] = base_mean
-                row["change_pct"] = (mean - base_mean) / base_mean * 100 if base_mean else float("nan")
-                paired = group.merge(base, on="seed", suffixes=("", "_base"))
-                row["p_value"] = paired_p_value(paired[column], paired[f"{column}_base"])
-                if per_user_dir and metric in PER_USER_METRICS:
-                    ours = _user_means(per_user_dir, group, metric)
-                    theirs = _user_means(per_user_dir, base[base["seed"].isin(group["seed"])], metric)
-                    if ours is not None and theirs is not None:
-                        ours, theirs = ours.align(theirs, join="inner")
-                        row["p_users"] = per_user_p_value(ours, theirs)
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _label(model, mechanism):
-    return model if mechanism in (BASE, NO_MECHANISM) else f"{model} + {mechanism}"
-
-
-def _entry(row, alpha):
-    """One table entry: mean, and for a mechanism its change and significance mark."""
-    text = f"{row['mean']:.4f}"
-    if row["change_pct"] == row["change_pct"]:  # not NaN
-        mark = "*" if row["p_value"] == row["p_value"] and row["p_value"] < alpha else ""
-        change = round(row["change_pct"], 1) + 0.0  # + 0.0: no "-0.0%" from rounding noise
-        text += f" ({change:+.1f}%){mark}"
-    return text
-
-
-def _row_order(summary):
-    """Row labels as the paper orders them: baselines, then each backbone.
-
-    Each backbone's rows start with ``none``, then its mechanisms in
-    :data:`~recbole_awrsr.model.refinement.MECHANISMS` order, each mechanism's
-    variants in the order they first appear; results merged from several runs come
-    out in the same order.
-    """
-    seen = list(dict.fromkeys(zip(summary["model"], summary["mechanism"], summary["label"])))
-    backbones = plugin_models.refined_models()
-
-    def rank(triple):
-        model, mechanism, _ = triple
-        if model not in backbones:
-            return (0, seen.index(triple), 0, 0)
-        order = mechanisms_for(model)
-        return (1, backbones.index(model),
-                order.index(mechanism) if mechanism in order else len(order), seen.index(triple))
-
-    return [label for _, _, label in sorted(seen, key=rank)]
-
-
-def _depth_key(layers):
-    """Sort key of a ``layers`` value read back as text: numerically where it is a number."""
-    return (0, int(layers), "") if str(layers).isdigit() else (1, 0, str(layers))
-
-
-def table2_markdown(summary, layers, alpha):
-    """Table 2 at one number of layers: R@1, R@5, N@5 per dataset, rows model (+ mechanism)."""
-    # models without n_layers (GRU4Rec, ...) stand beside every depth
-    part = summary[(summary["layers"] == layers) | (summary["layers"] == NO_MECHANISM)]
-    datasets = list(dict.fromkeys(part["dataset"]))
-    header = ["model"] + [f"{dataset} {LABELS[m]}" for dataset in datasets for m in TABLE2_METRICS]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    indexed = part.set_index(["dataset", "label", "metric"])
-    for label in _row_order(part):
-        entries = [label]
-        for dataset in datasets:
-            for metric in TABLE2_METRICS:
-                key = (dataset, label, metric)
-                entries.append(_entry(indexed.loc[key], alpha) if key in indexed.index else "")
-        lines.append("| " + " | ".join(entries) + " |")
-    return "\n".join(lines)
-
-
-def table3_markdown(summary, alpha):
-    """Table 3: NDCG@5 by number of layers, per dataset."""
-    part = summary[(summary["metric"] == TABLE3_METRIC) & (summary["layers"] != NO_MECHANISM)]
-    datasets = list(dict.fromkeys(part["dataset"]))
-    columns = sorted(dict.fromkeys(zip(part["dataset"], part["layers"])),
-                     key=lambda column: (datasets.index(column[0]), _depth_key(column[1])))
-    header = ["model"] + [f"{dataset} L={layers}" for dataset, layers in columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    indexed = part.set_index(["dataset", "layers", "label"])
-    for label in _row_order(part):
-        entries = [label]
-        for dataset, layers in columns:
-            key = (dataset, layers, label)
-            entries.append(_entry(indexed.loc[key], alpha) if key in indexed.index else "")
-        lines.append("| " + " | ".join(entries) + " |")
-    return "\n".join(lines)
-
-
-#: the validation columns of the choice table: (results column, header, format)
-VALIDATION_COLUMNS = [
-    ("valid_ndcg@10", "valid N@10", ".4f"), ("valid_ndcg@5", "valid N@5", ".4f"),
-    ("valid_refined_entropy", "entropy Ã", ".3f"), ("valid_first_entropy", "entropy A", ".3f"),
-    ("valid_refined_recent", "recent-5 Ã", ".3f"), ("valid_first_recent", "recent-5 A", ".3f"),
-    ("best_epoch", "best epoch", ".0f"), ("seconds", "seconds", ".0f"),
-]
-
-
-def validation_markdown(frame):
-    """The table settings are chosen from: validation metrics and attention sharpness.
-
-    One row per (model, mechanism, variant), per dataset and depth: mean ± sd over
-    seeds of the best epoch's validation NDCG@10 and NDCG@5, the last layer's
-    sharpness on validation sequences (relative row entropy, mass on the 5 most
-    recent items; Ã the weights used, A the first-order ones), best epoch and time.
-    """
-    import pandas as pd
-
-    frame = frame.copy()
-    if "variant" not in frame:
-        frame["variant"] = ""
-    labels = short_variants(frame)
-    frame["label"] = [_label(m, k) + (f" [{labels[v]}]" if labels[v] else "")
-                      for m, k, v in zip(frame["model"], frame["mechanism"], frame["variant"])]
-    columns = [c for c in VALIDATION_COLUMNS if c[0] in frame]
-    parts = []
-    for (dataset, layers), part in frame.groupby(["dataset", "layers"], sort=False):
-        header = ["model", "runs"] + [title for _, title, _ in columns]
-        lines = [f"### {dataset}, n_layers = {layers}", "",
-                 "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for label in _row_order(part.drop_duplicates("label")):
-            rows = part[part["label"] == label]
-            entries = [label, str(len(rows))]
-            for column, _, fmt in columns:
-                values = pd.to_numeric(rows[column], errors="coerce").dropna()
-                if values.empty:
-                    entries.append("")
-                elif len(values) > 1:
-                    entries.append(f"{values.mean():{fmt}} ± {values.std():{fmt}}")
-                else:
-                    entries.append(f"{values.mean():{fmt}}")
-            lines.append("| " + " | ".join(entries) + " |")
-        parts += lines + [""]
-    return "\n".join(parts)
-
-
-def users_markdown(summary, alpha):
-    """NDCG@10 of each mechanism against ``none``: paired over seeds and over test users."""
-    part = summary[(summary["metric"] == "ndcg@10") & summary["p_users"].notna()]
-    if part.empty:
-        return ""
-    lines = ["| dataset | n_layers | model | test N@10 | none | change | p (seeds) | p (users) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for row in part.to_dict("records"):
-        mark = "*" if row["p_users"] < alpha else ""
-        lines.append(f"| {row['dataset']} | {row['layers']} | {row['label']} | {row['mean']:.4f} | "
-                     f"{row['base_mean']:.4f} | {row['change_pct']:+.1f}% | {row['p_value']:.3g} | "
-                     f"{row['p_users']:.3g}{mark} |")
-    return "\n".join(lines)
-
-
-def tables_markdown(frame, alpha=0.05, per_user_dir=None):
-    """The Markdown report of a results frame, and the summary it was made from."""
-    summary = summarize(frame, sorted(set(TABLE2_METRICS) | {TABLE3_METRIC} | set(PER_USER_METRICS)),
-                        per_user_dir)
-    seeds = sorted(frame["seed"].unique(), key=lambda s: (len(s), s))
-    legend = (f"Test metrics, mean over seeds {', '.join(seeds)}. In brackets: change against "
-              f"the same backbone with `refine_mechanism: none` (same dataset, layers and seeds); "
-              f"`*`: p < {alpha} in a two-sided paired t-test over seeds.")
-    parts = ["# Comparison", "", "## Validation (what settings are chosen on)", "",
-             validation_markdown(frame), legend, ""]
-    depths = sorted(set(summary["layers"]) - {NO_MECHANISM}, key=_depth_key)
-    for layers in depths or [NO_MECHANISM]:
-        parts += [f"## Table 2 (n_layers = {layers})", "", table2_markdown(summary, layers, alpha), ""]
-    if len(depths) > 1:
-        parts += ["## Table 3 (NDCG@5 by n_layers)", "", table3_markdown(summary, alpha), ""]
-    users = users_markdown(summary, alpha)
-    if users:
-        parts += ["## Significance across test users (NDCG@10)", "",
-                  f"Each user's NDCG@10 averaged over the seeds both have; two-sided paired t-test "
-                  f"over users (`*`: p < {alpha}) beside the paired t-test over seeds.", "", users, ""]
-    return "\n".join(parts), summary
 
 
 def parse_args(argv):
@@ -572,7 +309,7 @@ def compare(args, keys):
     failures = []
     progress = tqdm(todo, desc="compare", unit="run", file=sys.stderr)
     for cell, layers in progress:
-        progress.set_postfix_str(f"{cell.dataset} {_label(cell.model, cell.mechanism)} "
+        progress.set_postfix_str(f"{cell.dataset} {row_label(cell.model, cell.mechanism)} "
                                  f"L={layers} seed={cell.seed}")
         try:
             row = run_cell(cell, config_files, keys, out, layers)
@@ -591,7 +328,7 @@ def compare(args, keys):
     elif os.path.exists(failures_path):
         os.remove(failures_path)
     if len(frame):
-        text, summary = tables_markdown(frame, args.alpha, out)
+        text, summary = tables_markdown(frame, args.alpha, per_user_reader(out))
         write_text(os.path.join(out, "tables.md"), text)
         write_text(os.path.join(out, "summary.csv"), summary.to_csv(index=False))
     return frame, failures
