@@ -16,6 +16,9 @@ import argparse
 import importlib
 import sys
 
+from recbole_awrsr.errors import AWRSRError
+from recbole_awrsr.quick_start import log_file_path, run, run_distributed
+
 DEFAULT_MODEL = "SASRecAWR"
 DEFAULT_DATASET = "ml-100k"
 
@@ -108,12 +111,10 @@ def run_main(argv):
     rank 0. A mistake in the command raises :class:`~recbole_awrsr.errors.ConfigurationError`
     before training starts.
     """
-    from recbole_awrsr.quick_start import log_file_path, run
 
     distributed, argv = parse_distributed_args(argv)
     model, dataset, config_files, config_dict, saved = parse_run_args(argv)
     if distributed:
-        from recbole_awrsr.quick_start import run_distributed
 
         result = run_distributed(model, dataset, config_files, config_dict, saved=saved,
                                  **{**DISTRIBUTED_DEFAULTS, **distributed})
@@ -146,7 +147,6 @@ def main(argv=None):
     arguments hands the process's command line over), so a mistake is reported the same
     way whichever door the command came in by.
     """
-    from recbole_awrsr.errors import AWRSRError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:

@@ -16,19 +16,36 @@ core): a row is added under a lock on the results file.
 import argparse
 import datetime
 import fcntl
+import hashlib
 import os
 import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, replace
 
+import numpy as np
+import pandas as pd
+from recbole.evaluator.metrics import NDCG, Recall
+from tqdm import tqdm
+
+from recbole_awrsr import cli
 from recbole_awrsr import model as plugin_models
 from recbole_awrsr.cli import config_pairs
+from recbole_awrsr.config import Config, _parse_value
 from recbole_awrsr.errors import ConfigurationError
-from recbole_awrsr.files import write_text
+from recbole_awrsr.files import save_figure, write_text
 from recbole_awrsr.model.refinement import MECHANISMS
-from recbole_awrsr.tables import (BASE, NO_MECHANISM, PER_USER_METRICS, REFINE_PREFIX,
-                                  model_mechanisms, row_label, tables_markdown)
+from recbole_awrsr.quick_start import run
+from recbole_awrsr.tables import (
+    BASE,
+    NO_MECHANISM,
+    PER_USER_METRICS,
+    REFINE_PREFIX,
+    model_mechanisms,
+    row_label,
+    sharpness_figure,
+    tables_markdown,
+)
 
 KEYS = ["dataset", "model", "mechanism", "layers", "variant", "seed"]
 
@@ -57,7 +74,6 @@ def variant_of(keys, config_files, mechanism):
     a refinement reads (``refine_*``) do not enter the variant of ``none`` and of
     RecBole baselines, which all refinement variants then share as their base.
     """
-    import hashlib
 
     parts = [f"{key}={keys[key]}" for key in sorted(keys)
              if mechanism not in (BASE, NO_MECHANISM) or not key.startswith(REFINE_PREFIX)]
@@ -123,7 +139,6 @@ def configured_layers(cell, config_files, keys, out):
     """
     if cell.layers is not None:
         return cell.layers
-    from recbole_awrsr.config import Config
 
     config = Config(cell.model, cell.dataset, config_files, cell_config(cell, keys, out))
     value = config["n_layers"]
@@ -132,8 +147,6 @@ def configured_layers(cell, config_files, keys, out):
 
 def run_cell(cell, config_files, keys, out, layers=None):
     """Train and test one cell; returns its results row (validation and test metrics)."""
-    from recbole_awrsr.quick_start import run
-
     began = time.monotonic()
     result, built = run(cell.model, cell.dataset, config_files,
                           cell_config(cell, keys, out), saved=True)
@@ -164,7 +177,6 @@ def per_user_path(out, cell, layers):
 
     ``layers`` is the cell's resolved ``n_layers`` (as in its results row).
     """
-    import hashlib
 
     tag = hashlib.sha256(cell.variant.encode()).hexdigest()[:10]
     name = f"{cell.dataset}_{cell.model}_{cell.mechanism}_L{layers}_s{cell.seed}_{tag}.csv"
@@ -187,9 +199,6 @@ def write_per_user(path, built):
     split): the top-k positions of each user's positive, turned into per-user values by
     RecBole's metric classes. Rows are the test loader's users, in its order.
     """
-    import numpy as np
-    import pandas as pd
-    from recbole.evaluator.metrics import NDCG, Recall
 
     topk = built.trainer.last_eval_struct["rec.topk"]
     pos_index, pos_len = topk[:, :-1].numpy().astype(bool), topk[:, -1].numpy()
@@ -207,8 +216,6 @@ def write_per_user(path, built):
 
 def read_results(path):
     """The results CSV as a DataFrame (empty, with the key columns, if there is none yet)."""
-    import pandas as pd
-
     if not os.path.isfile(path):
         return pd.DataFrame(columns=KEYS)
     frame = pd.read_csv(path, dtype={key: str for key in KEYS}, keep_default_na=False,
@@ -220,8 +227,6 @@ def read_results(path):
 
 def append_result(path, row):
     """Add one finished cell's row to the results CSV (rewritten whole, atomically)."""
-    import pandas as pd
-
     # two comparisons may share one folder (say, one per core): the lock keeps one
     # from rewriting the file between the other's read and write
     with open(path + ".lock", "a") as lock:
@@ -279,10 +284,6 @@ def parse_args(argv):
 
 def compare(args, keys):
     """Run every unfinished cell, then write the tables; returns (results frame, failures)."""
-    from tqdm import tqdm
-
-    from recbole_awrsr.config import _parse_value
-
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     results_path = os.path.join(out, "results.csv")
@@ -331,6 +332,9 @@ def compare(args, keys):
         text, summary = tables_markdown(frame, args.alpha, per_user_reader(out))
         write_text(os.path.join(out, "tables.md"), text)
         write_text(os.path.join(out, "summary.csv"), summary.to_csv(index=False))
+        figure = sharpness_figure(frame)
+        if figure is not None:
+            save_figure(figure, os.path.join(out, "validation.png"))
     return frame, failures
 
 
@@ -342,7 +346,6 @@ def main(argv=None):
     it, a mistake raises :class:`~recbole_awrsr.errors.ConfigurationError`.
     """
     if argv is None:
-        from recbole_awrsr import cli
 
         return cli.main(["compare", *sys.argv[1:]])
     args, keys = parse_args(argv)

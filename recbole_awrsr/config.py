@@ -3,6 +3,7 @@
 import ast
 from pathlib import Path
 
+import recbole
 from recbole.config import Config as RecBoleConfig
 
 from recbole_awrsr.compat import NEG_SAMPLING_BY_LOSS
@@ -29,8 +30,6 @@ def properties_dir():
 
 def recbole_properties_dir():
     """Folder of RecBole's own YAML files (``overall.yaml``, ``model/``, ``dataset/``)."""
-    import recbole
-
     return Path(recbole.__file__).resolve().parent / "properties"
 
 

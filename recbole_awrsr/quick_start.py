@@ -1,9 +1,12 @@
 """The one door: train and evaluate any model (ours or RecBole's) under the plugin's config."""
 
 import logging
+import os
 from dataclasses import dataclass
 from logging import getLogger
 
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from recbole.data import data_preparation
 from recbole.utils import init_logger, init_seed
 
@@ -38,7 +41,6 @@ def prepare_data(config):
 @dataclass
 class Built:
     """Everything one run needs, built the one way every caller builds it."""
-
     config: object
     dataset: object
     train_data: object
@@ -136,9 +138,7 @@ def run_distributed(model=None, dataset=None, config_file_list=None, config_dict
     """
     if nproc == 1 and world_size <= 0:
         return run_recbole_awrsr(model, dataset, config_file_list, config_dict, saved)
-    import os
 
-    import torch.multiprocessing as mp
 
     # Checked once here, so that a configuration mistake fails before any process starts.
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list,
@@ -166,8 +166,6 @@ def run_distributed(model=None, dataset=None, config_file_list=None, config_dict
 
 def _distributed_worker(local_rank, model, dataset, config_file_list, config_dict, saved, queue):
     """One process of :func:`run_distributed`; rank 0 puts the result in ``queue``."""
-    import torch.distributed as dist
-
     result, _ = run(model, dataset, config_file_list, {**config_dict, "local_rank": local_rank}, saved)
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -12,7 +12,10 @@ from recbole.data import create_dataset as recbole_create_dataset
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 
+from recbole_awrsr import model as our_models
+from recbole_awrsr import trainer as ours
 from recbole_awrsr.compat import disable_anomaly_detection
+from recbole_awrsr.data.dataset import dataset_class
 from recbole_awrsr.errors import ConfigurationError, MissingDatasetError
 
 
@@ -40,9 +43,6 @@ def get_model(model_name):
 
 def get_trainer(model_type, model_name):
     """Return the trainer class for a model, with the plugin's fixes (see :mod:`recbole_awrsr.trainer`)."""
-    from recbole_awrsr import model as our_models
-    from recbole_awrsr import trainer as ours
-
     trainer_class = getattr(ours, model_name + "Trainer", None)
     if trainer_class is None and model_name in our_models.__all__:
         trainer_class = ours.AWRTrainer
@@ -82,7 +82,6 @@ def create_dataset(config):
     everything else is RecBole's ``create_dataset``.
     """
     check_atomic_files(config)
-    from recbole_awrsr.data.dataset import dataset_class
 
     cls = dataset_class(config)
     if cls is None:

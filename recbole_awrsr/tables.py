@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from recbole_awrsr import model as plugin_models
+from recbole_awrsr.files import pyplot
 from recbole_awrsr.model.refinement import backbone_of, mechanisms_for
 
 #: ``mechanism`` of the plain backbone and of a RecBole baseline (it has no refinement)
@@ -289,3 +290,36 @@ def tables_markdown(frame, alpha=0.05, per_user=None):
                   f"Each user's NDCG@10 averaged over the seeds both have; two-sided paired t-test "
                   f"over users (`*`: p < {alpha}) beside the paired t-test over seeds.", "", users, ""]
     return "\n".join(parts), summary
+
+
+def sharpness_figure(frame):
+    """Validation NDCG@10 against the last layer's refined-attention entropy, one point per run.
+
+    One panel per (dataset, n_layers); colours are the table rows (model, mechanism,
+    variant); the dotted line marks the first-order weights' mean entropy of the
+    ``none`` runs. Returns the matplotlib figure (None when no run has sharpness).
+    """
+    frame = frame.copy()
+    if "valid_refined_entropy" not in frame or frame["valid_refined_entropy"].isna().all():
+        return None
+    if "variant" not in frame:
+        frame["variant"] = ""
+    labels = short_variants(frame)
+    frame["label"] = [row_label(m, k) + (f" [{labels[v]}]" if labels[v] else "")
+                      for m, k, v in zip(frame["model"], frame["mechanism"], frame["variant"])]
+    panels = list(frame.groupby(["dataset", "layers"], sort=False))
+    plt = pyplot()
+    figure, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5), squeeze=False)
+    for axis, ((dataset, layers), part) in zip(axes[0], panels):
+        for label in _row_order(part.drop_duplicates("label")):
+            runs = part[part["label"] == label]
+            axis.scatter(runs["valid_refined_entropy"].astype(float),
+                         runs["valid_ndcg@10"].astype(float), label=label, s=30)
+        base = part[part["mechanism"] == BASE]["valid_first_entropy"].astype(float)
+        if len(base):
+            axis.axvline(base.mean(), linestyle=":", color="grey")
+        axis.set_xlabel("last layer: mean row entropy / uniform (Ã; none: A)")
+        axis.set_ylabel("validation NDCG@10 (best epoch)")
+        axis.set_title(f"{dataset}, n_layers = {layers}")
+        axis.legend(fontsize=7)
+    return figure

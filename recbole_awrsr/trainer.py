@@ -6,17 +6,17 @@ import os
 import time
 import uuid
 
+import torch
 from recbole.trainer import Trainer
 
+from recbole_awrsr.compat import trusted_checkpoint_loading
 from recbole_awrsr.history import (
     GradientNormMeter,
     TrainingHistory,
     history_path,
     model_label,
 )
-from recbole_awrsr.compat import trusted_checkpoint_loading
 from recbole_awrsr.model.sharpness import model_sharpness
-
 
 #: validation sequences the per-epoch sharpness is measured on
 SHARPNESS_ROWS = 256
@@ -28,7 +28,6 @@ def first_sequences(data, field, rows):
     The loader's iteration is run with the random state forked off: starting a
     torch DataLoader draws a seed from the global generator.
     """
-    import torch
 
     parts, count = [], 0
     with torch.random.fork_rng(devices=[]):

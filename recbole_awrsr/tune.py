@@ -14,21 +14,30 @@ configuration trained and tested once more, in the driver).
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 
+import pandas as pd
+import torch
+import yaml
+from recbole.config import Config as RecBoleConfig
+
+from recbole_awrsr import cli
 from recbole_awrsr.cli import config_pairs
+from recbole_awrsr.config import Config, _parse_value
 from recbole_awrsr.errors import ConfigurationError
-# files.write_text under this module's old name for it, until the calls below are renamed
+
 from recbole_awrsr.files import write_text
+from recbole_awrsr.quick_start import build, run
 from recbole_awrsr.search_space import read_params_file, search_space
+
 
 @dataclass(frozen=True)
 class Study:
     """What every trial shares: model, dataset, absolute config files and fixed keys."""
-
     model: str
     dataset: str
     config_files: tuple
@@ -56,11 +65,7 @@ def train_trial(search_config, study):
     Each trial writes its checkpoint in its own folder (RecBole names checkpoints by
     the second, so parallel trials sharing one would overwrite each other).
     """
-    import torch
     from ray.air import session
-
-    from recbole_awrsr.config import Config
-    from recbole_awrsr.quick_start import build
 
     # Ray workers carry flags such as --node-ip-address; RecBole code that reads
     # sys.argv must not see them (our Config already ignores it).
@@ -124,7 +129,6 @@ def best_yaml_text(study, config_files_content, best_params, command):
     Model and dataset stay on the command line (the header says the rerun command);
     per-trial paths are left out.
     """
-    import yaml
 
     merged = {**config_files_content, **study.config_dict, **best_params}
     merged.pop("checkpoint_dir", None)
@@ -149,9 +153,6 @@ def _plain(value):
 
 def load_config_files(paths):
     """The keys of RecBole YAML config files, later files winning (RecBole's loader)."""
-    import yaml
-    from recbole.config import Config as RecBoleConfig
-
     loader = RecBoleConfig._build_yaml_loader(None)  # reads 1e-3 as a float, as RecBole does
     merged = {}
     for path in paths:
@@ -202,11 +203,9 @@ def tune_model(args, fixed):
     Joins a running Ray instance if there is one (tests keep one for several runs);
     otherwise starts one (or connects to ``--address``) and shuts it down at the end.
     """
-    import pandas as pd
     import ray
     from ray import tune
 
-    from recbole_awrsr.config import Config, _parse_value
 
     out = os.path.abspath(args.out)
     params = read_params_file(args.params_file)
@@ -269,7 +268,6 @@ def tune_model(args, fixed):
         if started_ray:
             ray.shutdown()
             if temp_dir:
-                import shutil
 
                 shutil.rmtree(temp_dir, ignore_errors=True)
 
@@ -295,7 +293,6 @@ def tune_model(args, fixed):
     summary.update(best_trial=best_row["trial_id"], best_valid_score=float(best_row["valid_score"]),
                    best_params=best_params, best_yaml=best_path)
     if args.test_best:
-        from recbole_awrsr.quick_start import run
 
         result, _ = run(args.model, args.dataset, [best_path],
                         {"checkpoint_dir": os.path.join(out, "best_checkpoint")}, saved=True)
@@ -324,7 +321,6 @@ def main(argv=None):
     :class:`~recbole_awrsr.errors.ConfigurationError`.
     """
     if argv is None:
-        from recbole_awrsr import cli
 
         return cli.main(["tune", *sys.argv[1:]])
     args, fixed = parse_args(argv)

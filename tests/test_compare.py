@@ -223,3 +223,20 @@ def test_merged_results_keep_the_papers_order():
     header, table3 = markdown_rows(text, "## Table 3 (NDCG@5 by n_layers)")
     assert header == ["model", "d L=2", "d L=10"]
     assert "GRU4Rec" not in table3
+
+
+def test_sharpness_figure_has_a_point_per_run_and_none_without_sharpness():
+    from recbole_awrsr.tables import sharpness_figure
+
+    frame = synthetic_results()
+    assert sharpness_figure(frame) is None  # no sharpness columns: nothing to draw
+    frame["valid_refined_entropy"] = [0.9, 0.5, 0.7] * 3
+    frame["valid_first_entropy"] = 0.8
+    frame["valid_ndcg@10"] = [0.05, 0.06, 0.055] * 3
+    figure = sharpness_figure(frame)
+    (axis,) = figure.axes
+    points = sum(len(collection.get_offsets()) for collection in axis.collections)
+    assert points == len(frame)
+    assert [text.get_text() for text in axis.get_legend().get_texts()] == [
+        "SASRecAWR", "SASRecAWR + simple", "SASRecAWR + value"]
+    assert axis.lines[0].get_xdata()[0] == pytest.approx(0.8)  # none's first-order entropy

@@ -107,3 +107,28 @@ def test_models_do_not_import_the_door():
                    if in_layer(name, ("recbole_awrsr.model",))
                    for target in reachable(edges, name) if in_layer(target, door))
     assert not wrong, "\n".join(wrong)
+
+
+#: third-party modules that may be imported inside a function: heavy, and needed by few commands
+LAZY_ALLOWED = ("ray", "matplotlib", "scipy")
+
+
+def test_imports_stand_at_the_top():
+    """Our modules' imports are at module level, so the graph above is the whole truth;
+    only ray, matplotlib and scipy may wait until a function needs them."""
+    lazy = []
+    for name, path in modules().items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for function in ast.walk(tree):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    names = [node.module or "."]
+                else:
+                    continue
+                lazy += [f"{name}:{node.lineno} imports {module}" for module in names
+                         if module.split(".")[0] not in LAZY_ALLOWED]
+    assert not lazy, "\n".join(lazy)

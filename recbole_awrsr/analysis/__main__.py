@@ -18,6 +18,12 @@ import argparse
 import sys
 import warnings
 
+from recbole_awrsr import cli
+from recbole_awrsr.analysis.attention import run_attention
+from recbole_awrsr.analysis.cost import run_cost
+from recbole_awrsr.analysis.curves import run_curves
+from recbole_awrsr.analysis.topn import run_topn
+
 COMMANDS = ("attention", "topn", "curves", "cost")
 
 
@@ -75,24 +81,20 @@ def build_parser():
 def dispatch(args):
     """Run the parsed command; returns what it wrote."""
     if args.command == "attention":
-        from recbole_awrsr.analysis.attention import run_attention
 
         written = run_attention(args.model_file, args.out, user=args.user, layer=args.layer,
                                 head=args.head, last=args.last,
                                 base_model_file=args.base_model_file)
         return [written["png"], *written["csv"]]
     if args.command == "topn":
-        from recbole_awrsr.analysis.topn import run_topn
 
         written = run_topn(args.model_files, args.out, ns=args.n, labels=args.labels)
         print(written["table"].to_string(index=False))
         return [written["png"], written["csv"]]
     if args.command == "curves":
-        from recbole_awrsr.analysis.curves import run_curves
 
         written = run_curves(args.runs, args.out, metric=args.metric, labels=args.labels)
         return [written["png"], written["csv"]]
-    from recbole_awrsr.analysis.cost import run_cost
 
     written = run_cost(args.out, n=args.n, d=args.d, layers=args.layers, heads=args.heads,
                        batch=args.batch, items=args.items, backbones=tuple(args.backbones),
@@ -108,7 +110,6 @@ def main(argv=None):
     which reports mistakes; with it, a mistake raises :class:`~recbole_awrsr.errors.AnalysisError`.
     """
     if argv is None:
-        from recbole_awrsr import cli
 
         return cli.main(["analysis", *sys.argv[1:]])
     args = build_parser().parse_args(argv)

@@ -11,6 +11,7 @@ are RecBole's right-padded ones: position 0 is the oldest item of the window.
 """
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,8 @@ import pandas as pd
 import torch
 
 from recbole_awrsr.errors import AnalysisError
+from recbole_awrsr.files import pyplot, save_figure, write_csv
+from recbole_awrsr.quick_start import load_data_and_model
 
 
 @dataclass
@@ -46,27 +49,19 @@ class LayerAttention:
 def attention_modules(model):
     """The self-attention module of every layer, first to last.
 
-    Works for the plugin's models (``attention_layers()`` of ``trm_encoder`` or
-    ``encoder``) and for RecBole models built on its ``TransformerEncoder`` (SASRec ...).
+    The plugin's models say it themselves (``attention_layers()``, the shared model
+    contract); RecBole models built on its ``TransformerEncoder`` (SASRec ...) keep the
+    modules as ``trm_encoder.layer[i].multi_head_attention``.
     """
-    for name in ("trm_encoder", "encoder"):
-        encoder = getattr(model, name, None)
-        if encoder is None:
-            continue
-        if hasattr(encoder, "attention_layers"):
-            return list(encoder.attention_layers())
-        layers = getattr(encoder, "layer", None)
-        if layers is not None and all(hasattr(layer, "multi_head_attention") for layer in layers):
-            return [layer.multi_head_attention for layer in layers]
+    if hasattr(model, "attention_layers"):
+        return list(model.attention_layers())
+    layers = getattr(getattr(model, "trm_encoder", None), "layer", None)
+    if layers is not None and all(hasattr(layer, "multi_head_attention") for layer in layers):
+        return [layer.multi_head_attention for layer in layers]
     raise AnalysisError(
         f"{type(model).__name__} has no self-attention layers the analysis knows "
         f"(SASRecAWR, STOSA, STOSAAWR or RecBole's transformer models such as SASRec)."
     )
-
-
-def head_count(module):
-    """Number of heads of an attention module (ours or RecBole's)."""
-    return getattr(module, "n_heads", None) or module.num_attention_heads
 
 
 def recompute_first_order(module, hidden, mask):
@@ -130,7 +125,6 @@ def export_attention(model, item_seq, item_seq_len):
 @dataclass
 class UserSequence:
     """One user's test sequence: what the model reads to predict the held-out item."""
-
     user: str
     item_seq: torch.Tensor  # (1, n) right-padded internal ids
     length: int
@@ -211,7 +205,6 @@ def heatmap_figure(panels, title, positions=None):
 
     ``positions``: the k window positions, used as tick labels.
     """
-    from recbole_awrsr.files import pyplot
 
     plt = pyplot()
     vmax = max(float(m.max()) for _, m in panels) or 1.0
@@ -234,10 +227,6 @@ def heatmap_figure(panels, title, positions=None):
 
 def load_checkpoint_model(model_file):
     """``load_data_and_model`` with a one-line error for a missing file."""
-    import os
-
-    from recbole_awrsr.quick_start import load_data_and_model
-
     if not os.path.isfile(model_file):
         raise AnalysisError(f"no checkpoint file '{model_file}'")
     # (load_data_and_model restores RecBole's numpy aliases on the unpickled config)
@@ -258,9 +247,7 @@ def run_attention(model_file, out, user=None, layer=-1, head=None, last=15, base
     ``layer`` counts from 0 (negative from the end), ``head=None`` averages the heads.
     Returns ``{"png": path, "csv": [paths], "user": token}``.
     """
-    import os
 
-    from recbole_awrsr.files import save_figure, write_csv
 
     if last < 1:
         raise AnalysisError(f"--last must be at least 1, got {last}")

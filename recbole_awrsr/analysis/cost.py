@@ -19,10 +19,14 @@ import time
 
 import pandas as pd
 import torch
+from recbole.data.interaction import Interaction
 
 from recbole_awrsr import model as plugin_models
+from recbole_awrsr.config import Config
 from recbole_awrsr.errors import AnalysisError
+from recbole_awrsr.files import write_csv, write_text
 from recbole_awrsr.model.refinement import backbone_of, mechanisms_for
+from recbole_awrsr.quick_start import new_model
 
 #: backbone -> the model with refinement that declares it
 BACKBONES = {backbone_of(getattr(plugin_models, name)): name for name in plugin_models.refined_models()}
@@ -30,7 +34,6 @@ BACKBONES = {backbone_of(getattr(plugin_models, name)): name for name in plugin_
 
 class ShapeOnlyDataset:
     """What a sequential model's constructor reads from a dataset: the item count."""
-
     def __init__(self, n_items):
         self.n_items = n_items
 
@@ -40,9 +43,6 @@ class ShapeOnlyDataset:
 
 def build_model(model, n, d, layers, heads, items, mechanism, seed=0):
     """A freshly initialised model of the given shape (no data is read), seeded with ``seed``."""
-    from recbole_awrsr.config import Config
-    from recbole_awrsr.quick_start import new_model
-
     config = Config(model=model, dataset="ml-100k", config_dict={
         "MAX_ITEM_LIST_LENGTH": n, "hidden_size": d, "inner_size": 4 * d, "n_layers": layers,
         "n_heads": heads, "refine_mechanism": mechanism, "train_targets": "all",
@@ -53,8 +53,6 @@ def build_model(model, n, d, layers, heads, items, mechanism, seed=0):
 
 def random_batch(config, batch, n, items, seed=0):
     """A training Interaction of ``batch`` full-length sequences (B, n) with their next items."""
-    from recbole.data.interaction import Interaction
-
     gen = torch.Generator().manual_seed(seed)
     seq_field = config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"]
     return Interaction({
@@ -176,8 +174,6 @@ def markdown_table(table, n, d, layers, heads, batch, items, full_step=False):
 def run_cost(out, n=50, d=64, layers=2, heads=2, batch=128, items=1683, backbones=("sasrec",),
              repeats=10, full_step=False):
     """The ``cost`` command: ``cost.md`` and ``cost.csv`` in ``out``."""
-    from recbole_awrsr.files import write_csv, write_text
-
     table = cost_table(n, d, layers, heads, batch, items, backbones, repeats, full_step)
     text = markdown_table(table, n, d, layers, heads, batch, items, full_step)
     md = write_text(os.path.join(out, "cost.md"), text)

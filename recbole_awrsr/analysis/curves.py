@@ -10,6 +10,7 @@ import os
 import pandas as pd
 
 from recbole_awrsr.errors import AnalysisError
+from recbole_awrsr.files import pyplot, save_figure, write_csv
 from recbole_awrsr.history import HISTORY_SUFFIX, read_history
 
 
@@ -68,8 +69,6 @@ def curves_table(paths, metric=None, labels=None):
 
 def curves_figure(table, metric):
     """Validation ``metric`` (left) and mean global gradient norm (right) per epoch."""
-    from recbole_awrsr.files import pyplot
-
     plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for name, rows in table.groupby("run", sort=False):
@@ -88,8 +87,6 @@ def curves_figure(table, metric):
 
 def run_curves(paths, out, metric=None, labels=None):
     """The ``curves`` command: ``curves.csv`` and ``curves.png`` in ``out``."""
-    from recbole_awrsr.files import save_figure, write_csv
-
     table, metric = curves_table(paths, metric, labels)
     csv = write_csv(table, os.path.join(out, "curves.csv"))
     png = save_figure(curves_figure(table, metric), os.path.join(out, "curves.png"))

@@ -11,14 +11,14 @@ import pandas as pd
 
 from recbole_awrsr.analysis.attention import load_checkpoint_model, model_name
 from recbole_awrsr.errors import AnalysisError
+from recbole_awrsr.files import pyplot, save_figure, write_csv
+from recbole_awrsr.registry import get_trainer
 
 METRICS = ("NDCG", "Recall")
 
 
 def evaluate_at(model_file, ns):
     """``({"ndcg@N": v, "recall@N": v, ...}, label)`` of one checkpoint on its test set."""
-    from recbole_awrsr.registry import get_trainer
-
     config, model, _, _, _, test_data = load_checkpoint_model(model_file)
     config["topk"] = list(ns)
     config["metrics"] = list(METRICS)
@@ -59,8 +59,6 @@ def topn_table(model_files, ns, labels=None):
 
 def topn_figure(table):
     """NDCG@N and Recall@N against N, one line per model."""
-    from recbole_awrsr.files import pyplot
-
     plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for name, rows in table.groupby("model", sort=False):
@@ -81,8 +79,6 @@ def topn_figure(table):
 
 def run_topn(model_files, out, ns=(1, 2, 5, 10, 20), labels=None):
     """The ``topn`` command: ``topn.csv`` and ``topn.png`` in ``out``; returns the table and paths."""
-    from recbole_awrsr.files import save_figure, write_csv
-
     table = topn_table(model_files, ns, labels)
     csv = write_csv(table, os.path.join(out, "topn.csv"))
     png = save_figure(topn_figure(table), os.path.join(out, "topn.png"))

@@ -18,7 +18,10 @@ import os
 import sys
 import time
 
-from recbole_awrsr.datatools.convert import known_datasets
+from recbole_awrsr import cli
+from recbole_awrsr.datatools.convert import convert, known_datasets
+from recbole_awrsr.datatools.download import DEFAULT_TIMEOUT, download
+from recbole_awrsr.datatools.stats import dataset_stats, format_stats
 
 DEFAULT_OUTPUT = "dataset_atomic"
 
@@ -65,7 +68,6 @@ def main(argv=None):
     which reports mistakes; with it, a mistake raises an :class:`~recbole_awrsr.errors.AWRSRError`.
     """
     if argv is None:
-        from recbole_awrsr import cli
 
         return cli.main(["data", *sys.argv[1:]])
     args = build_parser().parse_args(argv)
@@ -87,7 +89,6 @@ def _report(out, dataset, output_dir, seconds):
 
 
 def _convert(args):
-    from recbole_awrsr.datatools.convert import convert
 
     start = time.perf_counter()
     out = convert(args.dataset, args.input, args.output_dir, name=args.name,
@@ -97,7 +98,6 @@ def _convert(args):
 
 
 def _download(args):
-    from recbole_awrsr.datatools.download import DEFAULT_TIMEOUT, download
 
     start = time.perf_counter()
     out = download(args.dataset, args.output_dir, sha256=args.sha256,
@@ -107,7 +107,6 @@ def _download(args):
 
 
 def _stats(args):
-    from recbole_awrsr.datatools.stats import dataset_stats, format_stats
 
     print(format_stats(args.dataset, dataset_stats(args.dataset, args.data_path)))
     return 0

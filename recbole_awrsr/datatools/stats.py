@@ -2,6 +2,8 @@
 
 import warnings
 
+from recbole_awrsr import Config, create_dataset
+
 #: AWRSR paper, Table 1: (users, items, interactions), as printed (rounded)
 PAPER_TABLE1 = {
     "ml-1m": (6.0e3, 3.4e3, 1.0e6),
@@ -16,7 +18,6 @@ def dataset_stats(dataset, data_path="dataset_atomic", config_dict=None):
     The dataset goes through the plugin's ``Config`` (so ``properties/dataset/<name>.yaml``
     applies) and ``create_dataset``; RecBole counts the padding id 0, hence the ``- 1``.
     """
-    from recbole_awrsr import Config, create_dataset
 
     settings = {"data_path": str(data_path), "state": "ERROR", **(config_dict or {})}
     config = Config(model="SASRec", dataset=dataset, config_dict=settings)

@@ -6,6 +6,7 @@ category by its lower-case name (``beauty``, ``sports_and_outdoors``, ...;
 ``sports``, ``toys`` and ``home`` are accepted as the usual short names).
 """
 
+from recbole_awrsr.datatools.convert import amazon, anime, movielens, pairs
 from recbole_awrsr.errors import ConversionError
 
 #: Amazon 2014 per-category file names (``ratings_<Category>.csv``, ``reviews_<Category>_5.json.gz``)
@@ -62,15 +63,11 @@ def convert(dataset, input_path, output_dir="dataset_atomic", name=None, drop_un
         raise ConversionError(input_path, "--format applies to Amazon categories only",
                               "an Amazon 2014 category as DATASET")
     if dataset == "ml-1m":
-        from recbole_awrsr.datatools.convert import movielens
         return movielens.convert(input_path, output_dir, name)
     if dataset == "anime":
-        from recbole_awrsr.datatools.convert import anime
         return anime.convert(input_path, output_dir, name, drop_unrated=drop_unrated)
     if dataset == "pairs":
-        from recbole_awrsr.datatools.convert import pairs
         return pairs.convert(input_path, output_dir, name)
-    from recbole_awrsr.datatools.convert import amazon
     return amazon.convert(input_path, output_dir, name, amazon_category(dataset), input_format)
 
 

@@ -14,6 +14,8 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 
+from tqdm import tqdm
+
 from recbole_awrsr.errors import ConversionError
 
 #: inputs bigger than this get a progress bar (when stderr is a terminal)
@@ -25,7 +27,6 @@ PROGRESS_EVERY = 65536
 @dataclass(frozen=True)
 class Source:
     """A raw input file: a plain path, a ``.gz`` file, or a member of a ``.zip`` archive."""
-
     path: str
     member: str = None
 
@@ -57,7 +58,6 @@ class Source:
 
 class _ClosingMember(io.BufferedReader):
     """A zip member that closes its archive along with itself."""
-
     def __init__(self, archive, member):
         super().__init__(member)
         self._archive = archive
@@ -119,7 +119,6 @@ def _progress(source):
             return None
     except OSError:
         return None
-    from tqdm import tqdm
 
     return tqdm(desc=os.path.basename(source.name), unit=" lines", file=sys.stderr)
 
