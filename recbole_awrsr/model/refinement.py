@@ -1,5 +1,8 @@
 """Attention weight refinement mechanisms: one small module each, one call signature.
 
+From Liu, Liu, Liu, "Pay Attention to Attention for Sequential Recommendation",
+RecSys 2024 (arXiv 2410.21048); the formulas are our reconstruction (see the README).
+
 Every mechanism maps a layer's first-order attention weights A to refined weights
 Ã of the same shape. A row of A says how one position spreads its attention over
 the keys, so a second, small attention over those rows (with n x n matrices acting

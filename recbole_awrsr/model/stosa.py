@@ -6,6 +6,10 @@ an item's score for a sequence is minus the squared 2-Wasserstein distance betwe
 the sequence's output Gaussian and the item's, so RecBole's evaluator ranks the
 nearest item first. Sequences are in RecBole's right-padded frame (position 0 =
 the oldest item of the window) and the output is read at ``item_seq_len - 1``.
+
+Papers: Fan, Liu, Wang, Xiong, Yu, "Sequential Recommendation via Stochastic
+Self-Attention", WWW 2022 (STOSA); Liu, Liu, Liu, "Pay Attention to Attention for
+Sequential Recommendation", RecSys 2024 (the refinement of STOSAAWR).
 """
 
 import numbers
