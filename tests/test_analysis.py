@@ -15,6 +15,7 @@ from recbole_awrsr.analysis.__main__ import main
 from recbole_awrsr.analysis.attention import export_attention, user_sequence
 from recbole_awrsr.cli import main as cli_main
 from recbole_awrsr.history import history_path
+from recbole_awrsr.model.sharpness import allowed_keys, row_sharpness
 from recbole_awrsr.model.wasserstein import positive_variance
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -176,6 +177,23 @@ def test_attention_command_writes_heat_maps_and_matrices(checkpoints, capsys):
     # the window keeps its last 4 keys only
     assert (base.to_numpy() >= 0).all() and (base.to_numpy().sum(1) <= 1 + 1e-6).all()
     assert not base.to_numpy() == pytest.approx(first.to_numpy(), abs=1e-4)
+
+    # every layer's sharpness on the test sequences, printed and in sharpness.csv, equal to
+    # row_sharpness of the exported weights
+    sharpness = pd.read_csv("out/sharpness.csv")
+    assert list(sharpness["layer"]) == [0, 0, 1, 1]
+    assert list(sharpness["weights"]) == ["refined", "first_order"] * 2
+    seqs = test_data.dataset.inter_feat[dataset.item_id_list_field]
+    exported = export_attention(net, seqs, (seqs != 0).sum(1))
+    for row in sharpness.itertuples():
+        weights = exported[row.layer].refined if row.weights == "refined" else \
+            exported[row.layer].first_order
+        expected = row_sharpness(weights, allowed_keys(seqs), seqs != 0)
+        assert row.entropy == pytest.approx(expected["entropy"], abs=1e-6)
+        assert row.recent == pytest.approx(expected["recent"], abs=1e-6)
+        assert row.sequences == len(seqs)
+    printed = capsys.readouterr().out
+    assert "attention sharpness on" in printed and "layer 1: refined entropy" in printed
 
 
 @pytest.mark.parametrize("flag,value,message", [

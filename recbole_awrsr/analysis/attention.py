@@ -20,6 +20,7 @@ import torch
 
 from recbole_awrsr.errors import AnalysisError
 from recbole_awrsr.files import pyplot, save_figure, write_csv
+from recbole_awrsr.model.sharpness import RECENT, allowed_keys, row_sharpness
 from recbole_awrsr.quick_start import load_data_and_model
 
 
@@ -129,6 +130,46 @@ class UserSequence:
     item_seq: torch.Tensor  # (1, n) right-padded internal ids
     length: int
     items: list  # item tokens of the ``length`` real positions, oldest first
+
+
+#: test sequences the per-layer sharpness is measured on (the first ones, in the test split's order)
+SHARPNESS_USERS = 2048
+
+
+def layer_sharpness(model, dataset, test_data, users=SHARPNESS_USERS):
+    """Per layer, how sharp the first-order and the refined weights are on test sequences.
+
+    For the first ``users`` test sequences, each layer's weights A and Ã (A where the
+    layer refines nothing) are measured by :func:`recbole_awrsr.model.sharpness.row_sharpness`:
+    the mean row entropy relative to a uniform row over the same allowed keys, and the
+    mass on the :data:`~recbole_awrsr.model.sharpness.RECENT` most recent allowed keys.
+    Returns a DataFrame: ``layer``, ``weights`` (``refined``/``first_order``), ``entropy``,
+    ``recent``, ``sequences``.
+    """
+    item_seq = test_data.dataset.inter_feat[dataset.item_id_list_field][:users]
+    lengths = (item_seq != 0).sum(1)
+    allowed, real = allowed_keys(item_seq), item_seq != 0
+    rows = []
+    for index, layer in enumerate(export_attention(model, item_seq, lengths)):
+        for name, weights in (("refined", layer.used), ("first_order", layer.first_order)):
+            numbers = row_sharpness(weights, allowed, real)
+            rows.append({"layer": index, "weights": name, "entropy": numbers["entropy"],
+                         "recent": numbers["recent"], "sequences": len(item_seq)})
+    return pd.DataFrame(rows)
+
+
+def format_sharpness(frame):
+    """The per-layer sharpness as a few printable lines."""
+    lines = [f"attention sharpness on {int(frame['sequences'].iloc[0])} test sequences "
+             f"(entropy: mean row entropy / uniform, 1 = uniform; recent: mass on the "
+             f"{RECENT} most recent items)"]
+    for layer, part in frame.groupby("layer"):
+        values = part.set_index("weights")
+        lines.append(f"  layer {layer}: refined entropy {values.loc['refined', 'entropy']:.3f} "
+                     f"recent {values.loc['refined', 'recent']:.3f} | first-order entropy "
+                     f"{values.loc['first_order', 'entropy']:.3f} recent "
+                     f"{values.loc['first_order', 'recent']:.3f}")
+    return "\n".join(lines)
 
 
 def user_sequence(dataset, test_data, user=None):
@@ -245,7 +286,9 @@ def run_attention(model_file, out, user=None, layer=-1, head=None, last=15, base
     Panels: the base model's weights (if ``base_model_file``), the model's first-order
     weights A and its refined weights Ã (one panel ``A`` when the model refines nothing).
     ``layer`` counts from 0 (negative from the end), ``head=None`` averages the heads.
-    Returns ``{"png": path, "csv": [paths], "user": token}``.
+    Also measures every layer's sharpness on the test sequences (:func:`layer_sharpness`),
+    written to ``sharpness.csv`` and printed. Returns ``{"png": path, "csv": [paths],
+    "user": token, "sharpness": path}``.
     """
 
 
@@ -299,4 +342,7 @@ def run_attention(model_file, out, user=None, layer=-1, head=None, last=15, base
     positions = list(range(max(0, sequence.length - last), sequence.length))
     png = save_figure(heatmap_figure([(t, m) for _, t, m in matrices], title, positions),
                       f"{stem}.png")
-    return {"png": png, "csv": csvs, "user": sequence.user}
+    sharpness = layer_sharpness(model, dataset, test_data)
+    print(format_sharpness(sharpness))
+    sharpness_csv = write_csv(sharpness, os.path.join(out, "sharpness.csv"))
+    return {"png": png, "csv": csvs, "user": sequence.user, "sharpness": sharpness_csv}
