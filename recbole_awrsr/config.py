@@ -28,6 +28,11 @@ def properties_dir():
     )
 
 
+#: RecBole's sequential models that read item features (RecBole picks their ml-100k
+#: settings by model name)
+RECBOLE_FEATURE_MODELS = ("GRU4RecF", "SASRecF", "FDSA", "S3Rec")
+
+
 def recbole_properties_dir():
     """Folder of RecBole's own YAML files (``overall.yaml``, ``model/``, ``dataset/``)."""
     return Path(recbole.__file__).resolve().parent / "properties"
@@ -127,6 +132,13 @@ class Config(RecBoleConfig):
                 self.parameters["Dataset"] += [
                     key for key in loaded if key not in self.parameters["Dataset"]
                 ]
+        # RecBole loads ml-100k's item features for its feature models by model name, and
+        # our overall.yaml's load_col (ids and time) came after: give them back, also to a
+        # model derived from one (SASRecFAWR, FDSAAWR)
+        chain = {cls.__name__ for cls in model_class.__mro__}
+        if dataset == "ml-100k" and chain & set(RECBOLE_FEATURE_MODELS):
+            self._update_internal_config_dict(
+                str(recbole_properties_dir() / "quick_start_config" / "special_sequential_on_ml-100k.yaml"))
 
     def _get_final_config_dict(self):
         final = super()._get_final_config_dict()

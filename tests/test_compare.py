@@ -37,6 +37,8 @@ def test_mechanisms_and_plan():
     assert mechanisms_for("SASRecAWR") == ["none", "simple", "value", "additive"]
     assert mechanisms_for("STOSAAWR") == ["none", "simple", "value", "additive", "stochastic"]
     assert mechanisms_for("GRU4Rec") == ["-"]
+    # RecBole's transformers refined by the plugin take the dot-product mechanisms
+    assert mechanisms_for("BERT4RecAWR") == ["none", "simple", "value", "additive"]
     assert mechanisms_for("STOSAAWR", only=["value"]) == ["none", "value"]
     cells = plan(["a", "b"], ["SASRecAWR"], ["GRU4Rec"], [1, 2], [1, 2, 3])
     assert len(cells) == 2 * 2 * (1 + 4) * 3

@@ -23,6 +23,12 @@ Call signature (shared by all mechanisms)::
 * returns    (B, h, n, n): Ã, which replaces A when the values are summed; with ``at``,
   (B, h, 1, n) (row ``at[b]`` of it) or (B, h, q, n) (the rows of the slice).
 
+Under autocast (RecBole's ``enable_amp``) the n x n products run in bfloat16 (float16
+on a GPU) while every softmax, and so A and Ã, stays float32: the logits are widened
+before the mask is added (:func:`~recbole_awrsr.model.wasserstein.at_least_float32`),
+and the ``stochastic`` distances are float32 (:mod:`recbole_awrsr.model.wasserstein`).
+Without autocast nothing is cast and the arithmetic is unchanged.
+
 A batch may also come trimmed to its first L <= n positions (right-padded rows
 shorter than L lose only padding). Row i of A is zero beyond key i, so only the
 first L rows of each n x n matrix take part, and the result is exactly the
@@ -45,7 +51,11 @@ import torch
 from torch import nn
 
 from recbole_awrsr.errors import ConfigurationError
-from recbole_awrsr.model.wasserstein import pairwise_squared_wasserstein, positive_variance
+from recbole_awrsr.model.wasserstein import (
+    at_least_float32,
+    pairwise_squared_wasserstein,
+    positive_variance,
+)
 
 
 def pick(matrices, at):
@@ -178,8 +188,9 @@ class Refinement(nn.Module):
         bilinear = bilinear / self.temperature()
         logits = (pick(rows, at) @ bilinear) @ rows.transpose(-1, -2)
         # in place: a product's backward does not need its output, and on CPU a fresh
-        # attention-sized buffer per operation costs more than the arithmetic
-        return torch.softmax(logits.add_(pick(mask, at)), dim=-1)
+        # attention-sized buffer per operation costs more than the arithmetic. Under
+        # autocast the product is bfloat16: widened first, the mask and softmax are float32.
+        return torch.softmax(at_least_float32(logits).add_(pick(mask, at)), dim=-1)
 
 
 class NoRefinement(Refinement):
@@ -224,7 +235,8 @@ class ValueRefinement(Refinement):
         # (simple(x) V) W_v: with ``at`` both products are n^2, not n^3
         length = rows.size(-1)
         refined = (self.higher_order(rows, mask, at) @ values) @ self.w_value[..., :length, :length]
-        return refined.masked_fill_(pick(mask, at) < 0, 0.0)
+        # float32 like every other mechanism's Ã, also when autocast ran the products
+        return at_least_float32(refined).masked_fill_(pick(mask, at) < 0, 0.0)
 
 
 class AdditiveRefinement(Refinement):
@@ -311,10 +323,13 @@ def check_refinement_config(config, backbone):
         )
 
 
-def build_refinement(config, n_heads):
-    """The mechanism module that ``config`` names, for one attention layer."""
+def build_refinement(config, n_heads, n=None):
+    """The mechanism module that ``config`` names, for one attention layer.
+
+    ``n``: the longest sequence the layer sees (default ``MAX_ITEM_LIST_LENGTH``).
+    """
     return MECHANISMS[config["refine_mechanism"]](
-        n=config["MAX_ITEM_LIST_LENGTH"],
+        n=n or config["MAX_ITEM_LIST_LENGTH"],
         n_heads=n_heads,
         share_heads=config["refine_share_heads"],
         **{key: config[key] for key in CHOICES},
