@@ -71,6 +71,10 @@ class PluginTrainerMixin:
       ``fit`` may report; RecBole passes it only the score).
     * ``epochs_trained`` and ``best_epoch`` (the last epoch with the best
       validation score, as RecBole chooses it) are kept on the trainer for whoever reports the run.
+    * ``enable_amp``: RecBole runs only the training step under ``torch.autocast``
+      (bfloat16 on a CPU); here evaluation's scoring runs under the same autocast too,
+      and the scores come back as float32 (RecBole's collector and metrics see the
+      dtype they always saw). With the key off nothing is cast.
     """
 
     def __init__(self, config, model):
@@ -164,6 +168,20 @@ class PluginTrainerMixin:
             sequences = first_sequences(valid_data, self.model.ITEM_SEQ, rows)
             self._sharpness_sequences = sequences
         return model_sharpness(self.model, sequences[:rows].to(self.device))
+
+    def _scoring(self, batch_eval, batched_data):
+        """``batch_eval(batched_data)`` under autocast when ``enable_amp`` is on;
+        returns RecBole's (interaction, scores (B, n_items) float32, positive_u, positive_i)."""
+        amp = bool(getattr(self, "enable_amp", False))
+        with torch.autocast(device_type=self.device.type, enabled=amp):
+            interaction, scores, positive_u, positive_i = batch_eval(batched_data)
+        return interaction, scores.float(), positive_u, positive_i
+
+    def _full_sort_batch_eval(self, batched_data):
+        return self._scoring(super()._full_sort_batch_eval, batched_data)
+
+    def _neg_sample_batch_eval(self, batched_data):
+        return self._scoring(super()._neg_sample_batch_eval, batched_data)
 
     def evaluate(self, *args, **kwargs):
         with trusted_checkpoint_loading():

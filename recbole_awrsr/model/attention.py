@@ -13,6 +13,7 @@ from torch import nn
 from recbole.model.layers import FeedForward, MultiHeadAttention
 
 from recbole_awrsr.model.refinement import pick
+from recbole_awrsr.model.wasserstein import at_least_float32
 
 
 class RefinedMultiHeadAttention(MultiHeadAttention):
@@ -21,6 +22,11 @@ class RefinedMultiHeadAttention(MultiHeadAttention):
     Input (B, n, d) and additive mask (B, 1, n, n); output (B, n, d).
     With ``keep_weights = True`` the last call's first-order and refined weights
     (B, h, n, n) stay on the module as ``first_order_weights`` and ``refined_weights``.
+
+    Under autocast (RecBole's ``enable_amp``) the projections and the two products run
+    in bfloat16; the logits, softmax and refinement weights are float32, and the residual
+    sum is float32 (a bfloat16 projection plus the float32 input), so LayerNorm sees
+    float32, as in RecBole's layer under autocast.
     """
 
     def __init__(self, n_heads, hidden_size, hidden_dropout_prob, attn_dropout_prob,
@@ -53,8 +59,11 @@ class RefinedMultiHeadAttention(MultiHeadAttention):
         if positions is not None and self.refinement.is_identity and not self.keep_weights:
             # Ã = A: the rows nobody reads need not exist
             query, attention_mask, at = pick(query, positions), pick(attention_mask, positions), None
-        # RecBole's arithmetic, in place (no extra attention-sized buffers)
-        scores = torch.matmul(query, key).div_(self.sqrt_attention_head_size).add_(attention_mask)
+        # RecBole's arithmetic, in place (no extra attention-sized buffers). Under autocast
+        # the product is bfloat16; widened before the mask, as RecBole's out-of-place
+        # `+ attention_mask` promotes it, so the logits and softmax are float32
+        scores = at_least_float32(torch.matmul(query, key).div_(self.sqrt_attention_head_size))
+        scores = scores.add_(attention_mask)
         probs = torch.softmax(scores, dim=-1)
         if self.keep_weights:
             weights = self.refinement(probs, scores, attention_mask)

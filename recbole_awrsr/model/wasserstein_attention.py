@@ -6,6 +6,12 @@ distance between query and key Gaussians; means are summed with the attention
 weights Ã and variances with Ã * Ã (the variance of a weighted sum of independent
 Gaussians). A refinement mechanism (:mod:`recbole_awrsr.model.refinement`) may
 replace the first-order weights A by Ã; with ``none`` the layer is plain STOSA.
+
+Under autocast (RecBole's ``enable_amp``) the projections, the weighted sums and the
+feed-forward products run in bfloat16; the variances, the distances (hence the
+logits), the softmax and the refined weights are float32
+(:mod:`recbole_awrsr.model.wasserstein`), and each residual sum (a bfloat16
+projection plus the float32 stream) is float32, so LayerNorm sees float32.
 """
 
 import copy
