@@ -28,6 +28,7 @@ SUBCOMMANDS = {
     "tune": "recbole_awrsr.tune",
     "compare": "recbole_awrsr.compare",
     "analysis": "recbole_awrsr.analysis.__main__",
+    "recommend": "recbole_awrsr.recommend",
 }
 #: the data tools' own subcommands, accepted at the top level too (``recbole-awrsr convert ...``)
 DATA_COMMANDS = ("convert", "download", "stats")
