@@ -87,6 +87,39 @@ def test_console_script_dispatches_convert_and_honours_output_dir(tmp_path, caps
     assert "3 interactions" in out and "--data_path=elsewhere" in out
 
 
+
+def test_ml1m_item_file_leaves_what_recbole_loads_unchanged(tmp_path):
+    """Training's config loads only the .inter columns, so the .item file (with movies that
+    nobody rated) changes neither the items nor the interactions RecBole builds."""
+    users, movies = range(1, 7), (661, 1193, 73, 10, 20, 30)
+    ratings = "".join(f"{u}::{m}::4::{1000 * u + k}\n" for u in users for k, m in enumerate(movies))
+    extra = "10::Ten (1990)::Drama\n20::Twenty (1991)::Comedy\n30::Thirty (1992)::Drama\n" \
+            "9999::Never Rated (1999)::Horror\n"
+    folder = tmp_path / "raw" / "ml-1m"
+    write(folder / "ratings.dat", ratings)
+    write(folder / "movies.dat", MOVIES_DAT + extra.encode("latin-1"))
+    assert main(["convert", "ml-1m", str(folder)]) == 0
+    assert read_rows("dataset_atomic/ml-1m/ml-1m.item")[-1] == "9999\tNever Rated\t1999\tHorror"
+    with_item = _recbole_counts("ml-1m")
+    os.remove("dataset_atomic/ml-1m/ml-1m.item")
+    assert with_item == _recbole_counts("ml-1m") == (6, 6, 36)
+
+
+def test_real_movies_dat_gives_every_title_in_utf8(tmp_path):
+    movies = _real("ml-1m/movies.dat")
+    folder = tmp_path / "raw"
+    write(folder / "ratings.dat", RATINGS_DAT)
+    write(folder / "movies.dat", movies.read_bytes())
+    assert main(["convert", "ml-1m", str(folder)]) == 0
+    rows = read_rows("dataset_atomic/ml-1m/ml-1m.item")  # UTF-8, or read_rows fails
+    assert rows[0] == ML_ITEM[0] and len(rows) == 1 + 3_883
+    assert rows[1] == "1\tToy Story\t1995\tAnimation Children's Comedy"
+    assert "73\tMisérables, Les\t1995\tDrama Musical" in rows
+    assert "1001\tAssociate, The (L'Associe)\t1982\tComedy" in rows  # no space before the year
+    fields = [row.split("\t") for row in rows[1:]]
+    assert all(len(f) == 4 and f[1] and f[2].isdigit() and f[3] for f in fields)
+    assert len({f[0] for f in fields}) == 3_883
+
 # ---------------------------------------------------------------- Amazon
 
 def test_amazon_ratings_csv(tmp_path):

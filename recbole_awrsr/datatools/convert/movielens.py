@@ -15,7 +15,8 @@ MOVIES_FORMAT = "'MovieID::Title::Genre|Genre|...', as in ml-1m/movies.dat"
 INPUT_FORMAT = "ml-1m/ratings.dat, the ml-1m folder holding it, or the official ml-1m.zip"
 #: the same item columns as RecBole's published ml-1m atomic files
 ITEM_HEADER = ("item_id:token", "movie_title:token_seq", "release_year:token", "genre:token_seq")
-_TITLE_YEAR = re.compile(r"^(.*) \((\d{4})\)$")
+#: "Title (1995)"; one real title has no space before its year: "Associate, The (L'Associe)(1982)"
+_TITLE_YEAR = re.compile(r"^(.*?) ?\((\d{4})\)$")
 
 
 def locate(input_path):
