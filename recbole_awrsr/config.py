@@ -8,7 +8,7 @@ from recbole.config import Config as RecBoleConfig
 
 from recbole_awrsr.compat import NEG_SAMPLING_BY_LOSS
 from recbole_awrsr.distributed import init_distributed
-from recbole_awrsr.errors import ConfigurationError
+from recbole_awrsr.errors import DATASET_NAME_RULE, ConfigurationError, is_dataset_name
 from recbole_awrsr.registry import get_model
 
 
@@ -117,7 +117,14 @@ class Config(RecBoleConfig):
                 )
         if isinstance(model, str):
             model = get_model(model)
-        return super()._get_model_and_dataset(model, dataset)
+        model, model_class, dataset = super()._get_model_and_dataset(model, dataset)
+        if not is_dataset_name(dataset):
+            # the name becomes folders and files under data_path and log/: no paths
+            raise ConfigurationError(
+                f"dataset name {dataset!r} is not a name: use {DATASET_NAME_RULE} "
+                f"(the files are read from <data_path>/<name>/<name>.inter)."
+            )
+        return model, model_class, dataset
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)

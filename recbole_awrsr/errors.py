@@ -5,6 +5,8 @@ The command line (:func:`recbole_awrsr.cli.main`) prints such an error as one li
 traceback.
 """
 
+import re
+
 
 class AWRSRError(Exception):
     """A mistake in a command, config, dataset or input file; the message says the fix."""
@@ -45,6 +47,16 @@ class DownloadError(AWRSRError):
 class AnalysisError(AWRSRError, ValueError):
     """An unknown user, layer, head, file or metric in an analysis command; the message says
     what exists instead."""
+
+
+#: what a dataset name may be: it becomes a folder and file names under data_path and log/
+DATASET_NAME_RULE = "letters, digits, '.', '_' and '-' only, and not '.' or '..'"
+
+
+def is_dataset_name(name):
+    """Whether ``name`` is safe as a dataset name (see :data:`DATASET_NAME_RULE`): no path."""
+    return (isinstance(name, str) and name not in (".", "..")
+            and re.fullmatch(r"[A-Za-z0-9._-]+", name) is not None)
 
 
 def is_number(value, kind=int):

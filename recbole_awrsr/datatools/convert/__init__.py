@@ -7,7 +7,7 @@ category by its lower-case name (``beauty``, ``sports_and_outdoors``, ...;
 """
 
 from recbole_awrsr.datatools.convert import amazon, anime, movielens, pairs
-from recbole_awrsr.errors import ConversionError
+from recbole_awrsr.errors import DATASET_NAME_RULE, ConversionError, is_dataset_name
 
 #: Amazon 2014 per-category file names (``ratings_<Category>.csv``, ``reviews_<Category>_5.json.gz``)
 AMAZON_CATEGORIES = (
@@ -57,6 +57,9 @@ def convert(dataset, input_path, output_dir="dataset_atomic", name=None, drop_un
     """
     check_dataset(dataset)
     name = name or dataset
+    if not is_dataset_name(name):
+        raise ConversionError(input_path, f"--name {name!r} is not a dataset name (it becomes "
+                              f"<output-dir>/<name>/<name>.inter)", DATASET_NAME_RULE)
     if drop_unrated and dataset != "anime":
         raise ConversionError(input_path, "--drop-unrated applies to anime only", "DATASET anime")
     if input_format and amazon_category(dataset) is None:
