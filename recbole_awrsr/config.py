@@ -1,14 +1,16 @@
 """The plugin's ``Config``: RecBole's, with our ``properties/`` overlaid after RecBole's."""
 
 import ast
+import numbers
 from pathlib import Path
 
 import recbole
+import yaml
 from recbole.config import Config as RecBoleConfig
 
 from recbole_awrsr.compat import NEG_SAMPLING_BY_LOSS
 from recbole_awrsr.distributed import init_distributed
-from recbole_awrsr.errors import DATASET_NAME_RULE, ConfigurationError, is_dataset_name
+from recbole_awrsr.errors import DATASET_NAME_RULE, ConfigurationError, is_dataset_name, is_number
 from recbole_awrsr.registry import get_model
 
 
@@ -76,7 +78,14 @@ class Config(RecBoleConfig):
     """
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
-        super().__init__(model, dataset, config_file_list, config_dict)
+        try:
+            super().__init__(model, dataset, config_file_list, config_dict)
+        except ConfigurationError:
+            raise
+        except ValueError as error:
+            # RecBole's own checks (topk, valid_metric, ...) are configuration mistakes too
+            raise ConfigurationError(str(error)) from None
+        check_common_config(self)
         check = getattr(self.model_class, "check_config", None)
         if check is not None:
             check(self)
@@ -89,6 +98,28 @@ class Config(RecBoleConfig):
 
     def _load_cmd_line(self):
         return {}
+
+    def _load_config_files(self, file_list):
+        """RecBole's, with a missing, empty or malformed file named in a one-line error."""
+        loaded = {}
+        for path in file_list or []:
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    values = yaml.load(handle.read(), Loader=self.yaml_loader)
+            except OSError as error:
+                raise ConfigurationError(f"config file {path}: {error.strerror}") from None
+            except yaml.YAMLError as error:
+                mark = getattr(error, "problem_mark", None)
+                where = f", line {mark.line + 1}" if mark is not None else ""
+                raise ConfigurationError(
+                    f"config file {path}{where}: not valid YAML ({getattr(error, 'problem', error)})"
+                ) from None
+            if not isinstance(values, dict):
+                raise ConfigurationError(
+                    f"config file {path}: expected 'key: value' lines, got "
+                    f"{'an empty file' if values is None else type(values).__name__}")
+            loaded.update(values)
+        return loaded
 
     def _init_device(self):
         # RecBole 1.2.1 always joins a distributed run with the NCCL backend and a CUDA
@@ -154,6 +185,36 @@ class Config(RecBoleConfig):
             negatives = NEG_SAMPLING_BY_LOSS[loss_type]
             final["train_neg_sample_args"] = dict(negatives) if negatives else None
         return final
+
+
+#: keys that must be whole numbers of at least this much, when a model uses them
+MINIMUM_INTEGERS = {"MAX_ITEM_LIST_LENGTH": 1, "train_batch_size": 1, "eval_batch_size": 1,
+                    "epochs": 1, "n_heads": 1, "n_layers": 1, "hidden_size": 1}
+
+
+def check_common_config(config):
+    """Raise ConfigurationError, with the fix, for values no model can train with.
+
+    Checked before any data is read: sizes and counts that must be positive whole
+    numbers, a positive learning rate, ``topk`` cut-offs, and ``n_heads`` dividing
+    ``hidden_size`` (the heads split the hidden vector).
+    """
+    for key, minimum in MINIMUM_INTEGERS.items():
+        value = config[key]
+        if value is not None and (not is_number(value) or value < minimum):
+            raise ConfigurationError(f"{key} must be a whole number of at least {minimum}, got {value!r}.")
+    rate = config["learning_rate"]
+    if not is_number(rate, numbers.Real) or not rate > 0:
+        raise ConfigurationError(f"learning_rate must be a number above 0, got {rate!r}.")
+    topk = config["topk"]
+    topk = [topk] if is_number(topk) else topk
+    if not isinstance(topk, (list, tuple)) or not topk or not all(is_number(k) and k >= 1 for k in topk):
+        raise ConfigurationError(f"topk must be whole numbers of at least 1, e.g. [1, 5, 10]; got {topk!r}.")
+    heads, hidden = config["n_heads"], config["hidden_size"]
+    if heads is not None and hidden is not None and hidden % heads:
+        raise ConfigurationError(
+            f"hidden_size ({hidden}) must be a multiple of n_heads ({heads}): each head takes "
+            f"hidden_size / n_heads of the hidden vector.")
 
 
 def _parse_value(text):

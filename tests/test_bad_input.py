@@ -36,3 +36,40 @@ def test_convert_refuses_a_name_that_is_a_path(tmp_path, capsys):
                      "--name", ".."]) == 2
     assert "--name '..' is not a dataset name" in capsys.readouterr().err
     assert not list(tmp_path.rglob("*.inter"))
+
+
+@pytest.mark.parametrize("model, key, value, message", [
+    ("SASRecAWR", "learning_rate", "abc", "learning_rate must be a number above 0, got 'abc'"),
+    ("SASRecAWR", "learning_rate", 0, "learning_rate must be a number above 0"),
+    ("SASRecAWR", "MAX_ITEM_LIST_LENGTH", 0, "MAX_ITEM_LIST_LENGTH must be a whole number of at least 1"),
+    ("SASRecAWR", "n_heads", 3, "hidden_size (64) must be a multiple of n_heads (3)"),
+    ("STOSAAWR", "n_heads", 5, "hidden_size (64) must be a multiple of n_heads (5)"),
+    ("SASRecAWR", "topk", [0], "topk must be a positive integer"),  # RecBole's own check
+    ("SASRecAWR", "train_batch_size", 0, "train_batch_size must be a whole number of at least 1"),
+    ("SASRecAWR", "epochs", -1, "epochs must be a whole number of at least 1, got -1"),
+    ("GRU4Rec", "epochs", 2.5, "epochs must be a whole number"),
+])
+def test_configuration_mistakes_fail_in_config(model, key, value, message):
+    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Config(model, "ml-100k", config_dict={key: value})
+
+
+def test_a_mistake_on_the_command_line_is_one_line_before_any_data(capsys):
+    assert cli_main(["--learning_rate=abc"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "learning_rate must be a number above 0" in err
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "No such file or directory"),
+    ("", "expected 'key: value' lines, got an empty file"),
+    ("learning_rate: [0.1\nepochs: 2\n", "not valid YAML"),
+    ("- 1\n- 2\n", "expected 'key: value' lines, got list"),
+])
+def test_bad_config_files_are_named(tmp_path, content, message):
+    path = tmp_path / "bad.yaml"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigurationError) as caught:
+        Config("SASRecAWR", "ml-100k", config_file_list=[str(path)])
+    assert str(path) in str(caught.value) and message in str(caught.value)
