@@ -1,6 +1,9 @@
 """The plugin's ``Config``: RecBole's, with our ``properties/`` overlaid after RecBole's."""
 
 import ast
+import difflib
+import functools
+import logging
 import numbers
 from pathlib import Path
 
@@ -86,6 +89,7 @@ class Config(RecBoleConfig):
             # RecBole's own checks (topk, valid_metric, ...) are configuration mistakes too
             raise ConfigurationError(str(error)) from None
         check_common_config(self)
+        warn_unknown_keys(self)
         check = getattr(self.model_class, "check_config", None)
         if check is not None:
             check(self)
@@ -185,6 +189,45 @@ class Config(RecBoleConfig):
             negatives = NEG_SAMPLING_BY_LOSS[loss_type]
             final["train_neg_sample_args"] = dict(negatives) if negatives else None
         return final
+
+
+#: keys the run reads that no YAML file states (distributed runs; set by the launcher)
+RUNTIME_KEYS = {"nproc", "local_rank", "single_spec", "world_size", "ip", "port", "offset",
+                "dist_backend", "device"}
+
+
+@functools.lru_cache(maxsize=None)
+def yaml_keys():
+    """Every key any YAML file of RecBole's or ours states (any model, dataset or setting)."""
+    keys = set()
+    for root in (recbole_properties_dir(), properties_dir()):
+        for path in root.rglob("*.yaml"):
+            try:
+                loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except yaml.YAMLError:
+                continue
+            if isinstance(loaded, dict):
+                keys.update(loaded)
+    return frozenset(keys)
+
+
+def warn_unknown_keys(config):
+    """Log one warning per key the user set that nothing knows, with the closest known key.
+
+    Known: RecBole's parameter lists, every key of every YAML file (RecBole's and ours,
+    for any model) and the distributed-run keys. A misspelt key would otherwise be
+    ignored silently and the run train with the default.
+    """
+    known = set(yaml_keys()) | RUNTIME_KEYS | set(config.internal_config_dict)
+    for names in config.parameters.values():
+        known.update(names)
+    for key in config.external_config_dict:
+        if key in known or key in ("model", "dataset"):
+            continue
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        logging.getLogger("recbole_awrsr").warning(
+            f"unknown config key '{key}' (no model or setting reads it){hint}")
 
 
 #: keys that must be whole numbers of at least this much, when a model uses them

@@ -73,3 +73,23 @@ def test_bad_config_files_are_named(tmp_path, content, message):
     with pytest.raises(ConfigurationError) as caught:
         Config("SASRecAWR", "ml-100k", config_file_list=[str(path)])
     assert str(path) in str(caught.value) and message in str(caught.value)
+
+
+def test_misspelt_keys_warn_with_the_closest_known_key(caplog):
+    with caplog.at_level("WARNING", logger="recbole_awrsr"):
+        Config("SASRecAWR", "ml-100k", config_dict={"learing_rate": 0.5, "refine_mechanizm": "value"})
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == [
+        "unknown config key 'learing_rate' (no model or setting reads it); did you mean 'learning_rate'?",
+        "unknown config key 'refine_mechanizm' (no model or setting reads it); did you mean "
+        "'refine_mechanism'?"]
+
+
+@pytest.mark.parametrize("model", ["SASRecAWR", "STOSAAWR", "BERT4RecAWR", "GRU4Rec"])
+def test_known_keys_do_not_warn(caplog, tiny_config_dict, model):
+    keys = {**tiny_config_dict, "train_time_budget": 10, "length_groups": 2, "nproc": 1,
+            "refine_init": "identity", "pvn_weight": 0.01, "enable_amp": False}
+    with caplog.at_level("WARNING", logger="recbole_awrsr"):
+        Config(model, "tiny", config_dict={k: v for k, v in keys.items()
+                                           if model != "GRU4Rec" or not k.startswith("refine")})
+    assert not caplog.records
