@@ -329,8 +329,8 @@ def recommend(checkpoint, users=None, history=None, topk=10, exclude_seen=False,
     ``user`` None for a history), ``title`` None where unknown. ``frame.attrs["history"]``
     lists per query ``{"user", "items", "titles", "length", "rows"}``: the input window
     (external ids, oldest first), the number of items it was cut from and the number of
-    its rows in the frame. A checkpoint is loaded
-    once per process (cached by path, modification time and size).
+    its rows in the frame. A checkpoint is loaded once per process (cached by path,
+    modification time and size).
     """
     if (users is None) == (history is None):
         raise RecommendError("give either users or a history, not both and not neither")
@@ -367,17 +367,14 @@ def recommend(checkpoint, users=None, history=None, topk=10, exclude_seen=False,
                                   None if excluded is None else excluded[part])
         for offset, (label, row_scores, row_items) in enumerate(zip(labels[part], scores, items)):
             sequence = sequences[start + offset]
-            histories.append({
-                "user": label,
-                "items": [str(tokens[item]) for item in sequence],
-                "titles": [loaded.titles[item] for item in sequence],
-                "length": known[start + offset],
-            })
+            # -inf marks a place only an excluded item could fill
             kept = [(s, i) for s, i in zip(row_scores.tolist(), row_items.tolist()) if s != -np.inf]
-            histories[-1]["rows"] = len(kept)
             rows += [{"user": label, "rank": rank, "item": str(tokens[item]), "score": score,
                       "title": loaded.titles[item]}
                      for rank, (score, item) in enumerate(kept, start=1)]
+            histories.append({"user": label, "items": [str(tokens[item]) for item in sequence],
+                              "titles": [loaded.titles[item] for item in sequence],
+                              "length": known[start + offset], "rows": len(kept)})
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     frame["rank"] = frame["rank"].astype(int)
     frame["score"] = frame["score"].astype(float)
