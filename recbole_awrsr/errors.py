@@ -59,6 +59,11 @@ def is_dataset_name(name):
             and re.fullmatch(r"[A-Za-z0-9._-]+", name) is not None)
 
 
+class RecommendError(AWRSRError, ValueError):
+    """An unknown user or item id, a missing or unreadable checkpoint, or options that
+    do not go together; the message names the bad value."""
+
+
 def is_number(value, kind=int):
     """Whether a config value is a ``kind`` (int unless told); YAML's true/false are not.
 

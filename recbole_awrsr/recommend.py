@@ -40,7 +40,7 @@ from recbole.utils.case_study import full_sort_scores, full_sort_topk
 
 from recbole_awrsr import cli
 from recbole_awrsr.compat import load_checkpoint
-from recbole_awrsr.errors import AWRSRError
+from recbole_awrsr.errors import RecommendError
 from recbole_awrsr.quick_start import load_data_and_model
 
 #: columns of the result, in order (``title`` is None where the dataset has none)
@@ -57,10 +57,6 @@ BATCH = 256
 #: the field that numbers the query rows for ``full_sort_scores`` (see :class:`QueryRows`)
 ROW_FIELD = "recommend_row"
 
-
-class RecommendError(AWRSRError, ValueError):
-    """An unknown user or item id, a missing or unreadable checkpoint, or options that
-    do not go together; the message names the bad value."""
 
 
 @dataclass

@@ -127,7 +127,7 @@ def test_tuning_run_writes_trials_and_best_yaml_that_reruns(tiny_config_dict, tm
     assert len(trials) == 3
     by_heads = trials.set_index("n_heads")
     assert by_heads.loc[3, "status"] == "ERROR"
-    assert "not a multiple of the number of attention heads" in by_heads.loc[3, "error"]
+    assert "must be a multiple of n_heads" in by_heads.loc[3, "error"]
     for heads in (1, 2):
         assert by_heads.loc[heads, "status"] == "TERMINATED"
         assert by_heads.loc[heads, "epochs_reported"] == 3  # one report per epoch

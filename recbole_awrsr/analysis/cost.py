@@ -29,7 +29,9 @@ from recbole_awrsr.model.refinement import backbone_of, mechanisms_for
 from recbole_awrsr.quick_start import new_model
 
 #: backbone -> the model with refinement that declares it
-BACKBONES = {backbone_of(getattr(plugin_models, name)): name for name in plugin_models.refined_models()}
+#: (reversed, so that the first model of a backbone wins: ours, not a refined RecBole model)
+BACKBONES = {backbone_of(getattr(plugin_models, name)): name
+             for name in reversed(plugin_models.refined_models())}
 
 
 class ShapeOnlyDataset:
