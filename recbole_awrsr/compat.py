@@ -15,19 +15,38 @@
 
 import contextlib
 import functools
+import os
 
 import torch
+
+from recbole_awrsr.errors import CheckpointError
 
 
 def load_checkpoint(path, map_location="cpu"):
     """Load a checkpoint file written by RecBole or this plugin (a pickled dict).
 
+    A missing file, one torch cannot read (truncated, text, not a pickle) and one that
+    holds no ``config`` and ``state_dict`` (a bare state dict) raise
+    :class:`~recbole_awrsr.errors.CheckpointError` naming the file and why.
     An unpickled ``Config`` skips its constructor, which is where RecBole restores
     the numpy aliases (``np.float`` ...) its evaluator still uses; restore them here,
     or a fresh process that only reloads a checkpoint fails at evaluation.
     """
-    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
-    config = checkpoint.get("config") if isinstance(checkpoint, dict) else None
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"no checkpoint file '{path}'")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as error:  # torch fails in many ways on a file that is not its own
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"'{path}' is not a recbole-awrsr/RecBole checkpoint: torch "
+                              f"cannot read it ({type(error).__name__}: {reason[:120]})") from None
+    if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= set(checkpoint):
+        what = ("a state dict without the config" if isinstance(checkpoint, dict)
+                else f"a {type(checkpoint).__name__}")
+        raise CheckpointError(f"'{path}' is not a recbole-awrsr/RecBole checkpoint: it holds "
+                              f"{what}, not the trainer's dict with 'config' and 'state_dict'")
+    config = checkpoint.get("config")
     if hasattr(config, "compatibility_settings"):
         config.compatibility_settings()
     return checkpoint

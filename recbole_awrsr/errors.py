@@ -59,6 +59,10 @@ def is_dataset_name(name):
             and re.fullmatch(r"[A-Za-z0-9._-]+", name) is not None)
 
 
+class CheckpointError(AWRSRError, ValueError):
+    """A checkpoint file that is missing or is not a recbole-awrsr/RecBole checkpoint."""
+
+
 class RecommendError(AWRSRError, ValueError):
     """An unknown user or item id, a missing or unreadable checkpoint, or options that
     do not go together; the message names the bad value."""

@@ -39,8 +39,7 @@ from recbole.data.interaction import Interaction
 from recbole.utils.case_study import full_sort_scores, full_sort_topk
 
 from recbole_awrsr import cli
-from recbole_awrsr.compat import load_checkpoint
-from recbole_awrsr.errors import RecommendError
+from recbole_awrsr.errors import CheckpointError, RecommendError
 from recbole_awrsr.quick_start import load_data_and_model
 
 #: columns of the result, in order (``title`` is None where the dataset has none)
@@ -108,19 +107,6 @@ def quiet_loading():
         logging.disable(previous)
 
 
-def check_checkpoint(checkpoint):
-    """Refuse a missing file, or one that is not a RecBole/plugin checkpoint, in one line."""
-    path = os.fspath(checkpoint)
-    if not os.path.isfile(path):
-        raise RecommendError(f"no checkpoint file '{path}'")
-    try:
-        content = load_checkpoint(path)
-    except Exception as error:  # torch.load fails in many ways on a file that is not its own
-        raise RecommendError(f"'{path}' is not a checkpoint torch can read ({type(error).__name__})") from None
-    if not isinstance(content, dict) or not {"config", "state_dict"} <= set(content):
-        raise RecommendError(f"'{path}' is not a RecBole checkpoint (no config and state_dict inside)")
-
-
 def last_index(ids, size):
     """For each id in 0..size-1, the position of its last occurrence in ``ids`` (-1: none).
 
@@ -163,7 +149,13 @@ def read_titles(config, dataset):
 
 
 def load(checkpoint):
-    """The :class:`Loaded` checkpoint, from the cache when this file was loaded before."""
+    """The :class:`Loaded` checkpoint, from the cache when this file was loaded before.
+
+    A missing file or one that is not a checkpoint raises
+    :class:`~recbole_awrsr.errors.CheckpointError` (from the loader, for the latter).
+    """
+    if not os.path.isfile(os.fspath(checkpoint)):
+        raise CheckpointError(f"no checkpoint file '{os.fspath(checkpoint)}'")
     key = cache_key(checkpoint)
     if key in _CACHE:
         _CACHE.move_to_end(key)
@@ -334,8 +326,6 @@ def recommend(checkpoint, users=None, history=None, topk=10, exclude_seen=False,
         raise RecommendError(f"topk must be a positive integer, got {topk!r}")
     if history is not None and as_evaluated:
         raise RecommendError("as_evaluated needs users: a history is scored as it is given")
-    if cache_path_missing(checkpoint):
-        check_checkpoint(checkpoint)
     loaded = load(checkpoint)
     dataset, n = loaded.dataset, loaded.config["MAX_ITEM_LIST_LENGTH"]
 
@@ -376,14 +366,6 @@ def recommend(checkpoint, users=None, history=None, topk=10, exclude_seen=False,
     frame["score"] = frame["score"].astype(float)
     frame.attrs["history"] = histories
     return frame
-
-
-def cache_path_missing(checkpoint):
-    """Whether ``checkpoint`` still has to be checked: not loaded before, or not a file."""
-    try:
-        return cache_key(checkpoint) not in _CACHE
-    except OSError:
-        return True
 
 
 def to_json(frame):

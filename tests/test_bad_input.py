@@ -93,3 +93,28 @@ def test_known_keys_do_not_warn(caplog, tiny_config_dict, model):
         Config(model, "tiny", config_dict={k: v for k, v in keys.items()
                                            if model != "GRU4Rec" or not k.startswith("refine")})
     assert not caplog.records
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "torch cannot read it"),
+    (b"just some text\n", "torch cannot read it"),
+    ("state_dict", "a state dict without the config"),
+    ("truncated", "torch cannot read it"),
+])
+def test_files_that_are_not_checkpoints_are_named_in_one_line(tmp_path, capsys, content, reason):
+    import torch
+
+    path = tmp_path / "model.pth"
+    if content == "state_dict":
+        torch.save({"weight": torch.zeros(2)}, path)
+    elif content == "truncated":
+        torch.save({"config": {}, "state_dict": {"w": torch.zeros(1000)}}, path)
+        path.write_bytes(path.read_bytes()[:300])
+    else:
+        path.write_bytes(content)
+    for argv in (["analysis", "topn", "--model-file", str(path), "--out", "out"],
+                 ["recommend", str(path), "--user", "1"]):
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is not a recbole-awrsr/RecBole checkpoint" in err
+        assert reason in err and str(path) in err

@@ -253,7 +253,7 @@ def test_missing_or_foreign_checkpoint_fails_with_one_line(tmp_path, capsys):
     assert status == 2 and err.count("\n") == 1 and "junk.pth" in err
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pth")
     status, _, err = run_cli(capsys, str(tmp_path / "other.pth"), "--user", "1")
-    assert status == 2 and "not a RecBole checkpoint" in err
+    assert status == 2 and "not a recbole-awrsr/RecBole checkpoint" in err
 
 
 def test_python_api_refuses_bad_arguments(trained):

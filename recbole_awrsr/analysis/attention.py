@@ -266,14 +266,6 @@ def heatmap_figure(panels, title, positions=None):
     return figure
 
 
-def load_checkpoint_model(model_file):
-    """``load_data_and_model`` with a one-line error for a missing file."""
-    if not os.path.isfile(model_file):
-        raise AnalysisError(f"no checkpoint file '{model_file}'")
-    # (load_data_and_model restores RecBole's numpy aliases on the unpickled config)
-    return load_data_and_model(model_file)
-
-
 def model_name(config):
     """``SASRecAWR simple``, ``SASRec``, ...: the model and its mechanism, if any."""
     mechanism = config["refine_mechanism"]
@@ -294,7 +286,7 @@ def run_attention(model_file, out, user=None, layer=-1, head=None, last=15, base
 
     if last < 1:
         raise AnalysisError(f"--last must be at least 1, got {last}")
-    config, model, dataset, _, _, test_data = load_checkpoint_model(model_file)
+    config, model, dataset, _, _, test_data = load_data_and_model(model_file)
     sequence = user_sequence(dataset, test_data, user)
     length = torch.tensor([sequence.length])
     layers = export_attention(model, sequence.item_seq, length)
@@ -304,7 +296,7 @@ def run_attention(model_file, out, user=None, layer=-1, head=None, last=15, base
 
     matrices = []  # (csv suffix, panel title, (k,k) array)
     if base_model_file is not None:
-        base_config, base_model, base_dataset, _, _, base_test = load_checkpoint_model(base_model_file)
+        base_config, base_model, base_dataset, _, _, base_test = load_data_and_model(base_model_file)
         if base_config["dataset"] != config["dataset"]:
             raise AnalysisError(
                 f"the base model was trained on '{base_config['dataset']}', the model on "

@@ -9,9 +9,10 @@ import os
 
 import pandas as pd
 
-from recbole_awrsr.analysis.attention import load_checkpoint_model, model_name
+from recbole_awrsr.analysis.attention import model_name
 from recbole_awrsr.errors import AnalysisError
 from recbole_awrsr.files import pyplot, save_figure, write_csv
+from recbole_awrsr.quick_start import load_data_and_model
 from recbole_awrsr.registry import get_trainer
 
 METRICS = ("NDCG", "Recall")
@@ -19,7 +20,7 @@ METRICS = ("NDCG", "Recall")
 
 def evaluate_at(model_file, ns):
     """``({"ndcg@N": v, "recall@N": v, ...}, label)`` of one checkpoint on its test set."""
-    config, model, _, _, _, test_data = load_checkpoint_model(model_file)
+    config, model, _, _, _, test_data = load_data_and_model(model_file)
     config["topk"] = list(ns)
     config["metrics"] = list(METRICS)
     # RecBole rounds results to 4 places by default; the curves want more
