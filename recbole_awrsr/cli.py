@@ -116,7 +116,6 @@ def run_main(argv):
     distributed, argv = parse_distributed_args(argv)
     model, dataset, config_files, config_dict, saved = parse_run_args(argv)
     if distributed:
-
         result = run_distributed(model, dataset, config_files, config_dict, saved=saved,
                                  **{**DISTRIBUTED_DEFAULTS, **distributed})
         if result is not None:

@@ -346,7 +346,6 @@ def main(argv=None):
     it, a mistake raises :class:`~recbole_awrsr.errors.ConfigurationError`.
     """
     if argv is None:
-
         return cli.main(["compare", *sys.argv[1:]])
     args, keys = parse_args(argv)
     frame, failures = compare(args, keys)

@@ -173,12 +173,12 @@ def _distributed_worker(local_rank, model, dataset, config_file_list, config_dic
         queue.put(result)
 
 
-def load_data_and_model(model_file):
+def load_data_and_model(model_file, trusted=False):
     """Rebuild config, datasets and the trained model from a checkpoint file.
 
     Returns ``(config, model, dataset, train_data, valid_data, test_data)`` like RecBole's.
     """
-    checkpoint = load_checkpoint(model_file)
+    checkpoint = load_checkpoint(model_file, trusted=trusted)
     built = build(checkpoint["config"], trainer=False)
     built.model.load_state_dict(checkpoint["state_dict"])
     built.model.load_other_parameter(checkpoint.get("other_parameter"))

@@ -148,7 +148,7 @@ def read_titles(config, dataset):
     return titles
 
 
-def load(checkpoint):
+def load(checkpoint, trusted=False):
     """The :class:`Loaded` checkpoint, from the cache when this file was loaded before.
 
     A missing file or one that is not a checkpoint raises
@@ -161,7 +161,8 @@ def load(checkpoint):
         _CACHE.move_to_end(key)
         return _CACHE[key]
     with quiet_loading():
-        config, model, dataset, _, _, test_data = load_data_and_model(os.fspath(checkpoint))
+        config, model, dataset, _, _, test_data = load_data_and_model(os.fspath(checkpoint),
+                                                                      trusted=trusted)
     uid_field = dataset.uid_field
     # after loading, dataset.inter_feat holds every user's rows (RecBole's prefixes, one
     # per interaction but the first) in the order leave-one-out split them, so a user's
@@ -303,14 +304,16 @@ def top_items(loaded, sequences, users, topk, excluded=None):
     return scores.cpu(), items.cpu()
 
 
-def recommend(checkpoint, users=None, history=None, topk=10, exclude_seen=False, as_evaluated=False):
+def recommend(checkpoint, users=None, history=None, topk=10, exclude_seen=False, as_evaluated=False,
+              trusted=False):
     """The top-``topk`` next items for users of the checkpoint's dataset, or for a history.
 
     ``users``: external user ids (a list, or one id); each user's input is everything
     the dataset knows of them (``as_evaluated``: the test metrics' input instead).
     ``history``: external item ids, oldest first (a list, or one space-separated
     string): an anonymous visitor. ``exclude_seen`` drops the user's items from every
-    split (for a history: its items).
+    split (for a history: its items). ``trusted`` unpickles the checkpoint fully (see
+    :func:`recbole_awrsr.compat.load_checkpoint`; only for files you trust).
 
     Returns a DataFrame with :data:`COLUMNS`, one row per recommended item, per query in
     the order asked, ``rank`` 1 = best; ``user`` and ``item`` are external ids (strings;
@@ -326,7 +329,7 @@ def recommend(checkpoint, users=None, history=None, topk=10, exclude_seen=False,
         raise RecommendError(f"topk must be a positive integer, got {topk!r}")
     if history is not None and as_evaluated:
         raise RecommendError("as_evaluated needs users: a history is scored as it is given")
-    loaded = load(checkpoint)
+    loaded = load(checkpoint, trusted)
     dataset, n = loaded.dataset, loaded.config["MAX_ITEM_LIST_LENGTH"]
 
     if history is not None:
@@ -427,6 +430,9 @@ def build_parser():
     parser.add_argument("--as-evaluated", action="store_true",
                         help="score the input the test metrics scored (without the test item)")
     parser.add_argument("--format", choices=FORMATS, default="table", help="output (default table)")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="unpickle the checkpoint fully (it can run code: only for files you "
+                             "trust, e.g. ones RecBole's own trainer wrote)")
     return parser
 
 
@@ -440,7 +446,8 @@ def main(argv=None):
         return cli.main(["recommend", *sys.argv[1:]])
     args = build_parser().parse_args(argv)
     frame = recommend(args.checkpoint, users=args.user, history=args.history, topk=args.topk,
-                      exclude_seen=args.exclude_seen, as_evaluated=args.as_evaluated)
+                      exclude_seen=args.exclude_seen, as_evaluated=args.as_evaluated,
+                      trusted=args.trust_checkpoint)
     formatter = {"table": to_table, "json": to_json, "csv": to_csv}[args.format]
     text = formatter(frame)
     print(text, end="" if text.endswith("\n") else "\n")

@@ -8,8 +8,9 @@ import uuid
 
 import torch
 from recbole.trainer import Trainer
+from recbole.utils import set_color
 
-from recbole_awrsr.compat import trusted_checkpoint_loading
+from recbole_awrsr.compat import load_checkpoint
 from recbole_awrsr.history import (
     GradientNormMeter,
     TrainingHistory,
@@ -48,9 +49,11 @@ class PluginTrainerMixin:
     """Applied to every trainer class the plugin hands out (ours and RecBole's).
 
     * Checkpoint names get a random suffix: RecBole's have one-second resolution.
-    * Lets RecBole's trainer read back the checkpoints it wrote itself: they hold
-      the pickled ``Config``, which torch >= 2.6 refuses to unpickle by default, so
-      every ``saved=True`` run used to die at test time.
+    * Checkpoints are written in a pickle protocol torch's weights-only loader reads,
+      and read back (testing the best epoch, resuming) through
+      :func:`recbole_awrsr.compat.load_checkpoint`, which unpickles nothing but what a
+      checkpoint holds: RecBole's own reader died on the pickled ``Config`` with
+      torch >= 2.6, and a full unpickler would run whatever a crafted file asks.
     * ``train_time_budget`` (seconds, default none): no new epoch starts after it;
       the best checkpoint so far is kept and tested, as after early stopping. It
       lets different models be compared at the same wall-clock.
@@ -183,13 +186,62 @@ class PluginTrainerMixin:
     def _neg_sample_batch_eval(self, batched_data):
         return self._scoring(super()._neg_sample_batch_eval, batched_data)
 
-    def evaluate(self, *args, **kwargs):
-        with trusted_checkpoint_loading():
-            return super().evaluate(*args, **kwargs)
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        """RecBole's checkpoint dict, written with torch's default pickle protocol.
 
-    def resume_checkpoint(self, *args, **kwargs):
-        with trusted_checkpoint_loading():
-            return super().resume_checkpoint(*args, **kwargs)
+        RecBole writes protocol 4, which torch's weights-only loader cannot read; the
+        same dict in the default protocol loads through
+        :func:`~recbole_awrsr.compat.load_checkpoint` without unpickling code.
+        Trainers without an optimizer (decision trees) keep RecBole's own.
+        """
+        if not isinstance(self, Trainer) or not hasattr(self, "optimizer"):
+            return super()._save_checkpoint(epoch, verbose=verbose, **kwargs)
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return None
+        path = kwargs.pop("saved_model_file", self.saved_model_file)
+        torch.save({
+            "config": self.config,
+            "epoch": epoch,
+            "cur_step": self.cur_step,
+            "best_valid_score": self.best_valid_score,
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+        }, path)
+        if verbose:
+            self.logger.info(set_color("Saving current", "blue") + f": {path}")
+        return None
+
+    def load_weights(self, path):
+        """Load a checkpoint's model weights into the model (safely); returns the checkpoint."""
+        checkpoint = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        return checkpoint
+
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        """RecBole's evaluation; the best checkpoint is loaded by the safe loader."""
+        if load_best_model and eval_data and isinstance(self, Trainer):
+            path = model_file or self.saved_model_file
+            self.load_weights(path)
+            self.logger.info(f"Loading model structure and parameters from {path}")
+            load_best_model = False
+        return super().evaluate(eval_data, load_best_model=load_best_model, model_file=model_file,
+                                show_progress=show_progress)
+
+    def resume_checkpoint(self, resume_file):
+        """Continue training from a checkpoint (RecBole's, read by the safe loader)."""
+        resume_file = str(resume_file)
+        self.saved_model_file = resume_file
+        checkpoint = self.load_weights(resume_file)
+        self.start_epoch = checkpoint["epoch"] + 1
+        self.cur_step = checkpoint["cur_step"]
+        self.best_valid_score = checkpoint["best_valid_score"]
+        if checkpoint["config"]["model"].lower() != self.config["model"].lower():
+            self.logger.warning(f"the checkpoint holds a {checkpoint['config']['model']}, the "
+                                f"config names {self.config['model']}")
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
 
 
 @functools.lru_cache(maxsize=None)

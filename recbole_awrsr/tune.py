@@ -268,7 +268,6 @@ def tune_model(args, fixed):
         if started_ray:
             ray.shutdown()
             if temp_dir:
-
                 shutil.rmtree(temp_dir, ignore_errors=True)
 
     rows = trial_rows(analysis, params, mode)
@@ -293,7 +292,6 @@ def tune_model(args, fixed):
     summary.update(best_trial=best_row["trial_id"], best_valid_score=float(best_row["valid_score"]),
                    best_params=best_params, best_yaml=best_path)
     if args.test_best:
-
         result, _ = run(args.model, args.dataset, [best_path],
                         {"checkpoint_dir": os.path.join(out, "best_checkpoint")}, saved=True)
         summary["best_result"] = {
@@ -321,7 +319,6 @@ def main(argv=None):
     :class:`~recbole_awrsr.errors.ConfigurationError`.
     """
     if argv is None:
-
         return cli.main(["tune", *sys.argv[1:]])
     args, fixed = parse_args(argv)
     summary = tune_model(args, fixed)

@@ -118,3 +118,56 @@ def test_files_that_are_not_checkpoints_are_named_in_one_line(tmp_path, capsys, 
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "is not a recbole-awrsr/RecBole checkpoint" in err
         assert reason in err and str(path) in err
+
+
+class RunsACommand:
+    """Unpickling this runs ``touch <marker>``: what a crafted checkpoint would do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_crafted_checkpoint_runs_no_code(tmp_path, capsys):
+    """A checkpoint whose config unpickles to os.system(...) is refused and runs nothing,
+    through every door that reads checkpoints."""
+    import torch
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"config": RunsACommand(marker), "state_dict": {}}, path)
+    for argv in (["analysis", "attention", "--model-file", str(path), "--out", "out"],
+                 ["recommend", str(path), "--user", "1"]):
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err
+        assert "holds 'posix.system'" in err or "holds 'os.system'" in err
+        assert "--trust-checkpoint" in err and err.count("\n") == 1
+    assert not marker.exists()
+
+
+def test_checkpoints_of_the_plugins_trainer_load_safely_and_recboles_need_trust(
+        tiny_config_dict, tmp_path):
+    """What the trainer writes loads with the weights-only loader; a file in RecBole's own
+    format (pickle protocol 4) is refused unless trusted, and then loads with a warning."""
+    import torch
+
+    from recbole_awrsr.compat import load_checkpoint
+    from recbole_awrsr.errors import CheckpointError
+    from recbole_awrsr.quick_start import load_data_and_model, run
+
+    result, built = run("SASRecAWR", "tiny", config_dict=tiny_config_dict)
+    path = built.trainer.saved_model_file
+    config, model, *_ = load_data_and_model(path)  # safe: no trust needed
+    assert config["model"] == "SASRecAWR"
+    recbole_style = tmp_path / "recbole.pth"
+    torch.save(load_checkpoint(path), recbole_style, pickle_protocol=4)
+    with pytest.raises(CheckpointError, match="pickle protocol the safe loader cannot read"):
+        load_checkpoint(recbole_style)
+    with pytest.warns(UserWarning, match="unpickling .* fully"):
+        trusted = load_checkpoint(recbole_style, trusted=True)
+    for key, value in load_checkpoint(path)["state_dict"].items():
+        assert torch.equal(trusted["state_dict"][key], value)

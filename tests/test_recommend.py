@@ -176,9 +176,9 @@ def test_second_call_does_not_rebuild_the_dataset(trained, monkeypatch):
     calls = []
     original = recommend_module.load_data_and_model
 
-    def counting(model_file):
+    def counting(model_file, **kwargs):
         calls.append(model_file)
-        return original(model_file)
+        return original(model_file, **kwargs)
 
     monkeypatch.setattr(recommend_module, "load_data_and_model", counting)
     first = recommend(checkpoint, users=["3"], topk=4)

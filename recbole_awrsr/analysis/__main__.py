@@ -25,6 +25,9 @@ from recbole_awrsr.analysis.curves import run_curves
 from recbole_awrsr.analysis.topn import run_topn
 
 COMMANDS = ("attention", "topn", "curves", "cost")
+#: the help of --trust-checkpoint (attention, topn; recommend has the same option)
+TRUST_HELP = ("unpickle the checkpoint fully (it can run code: only for files you trust, e.g. "
+              "ones RecBole's own trainer wrote, which the safe loader cannot read)")
 
 
 def build_parser():
@@ -48,12 +51,14 @@ def build_parser():
     attention.add_argument("--base-model-file", default=None,
                            help="checkpoint of the base model (same dataset), shown beside")
     attention.add_argument("--out", required=True, help="output folder")
+    attention.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
 
     topn = commands.add_parser("topn", help="NDCG@N and Recall@N for several models")
     topn.add_argument("--model-files", nargs="+", required=True, help="checkpoints (.pth)")
     topn.add_argument("--n", type=int, nargs="+", default=[1, 2, 5, 10, 20], help="the N values")
     topn.add_argument("--labels", nargs="+", default=None, help="one legend label per checkpoint")
     topn.add_argument("--out", required=True, help="output folder")
+    topn.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
 
     curves = commands.add_parser("curves", help="validation NDCG and gradient norm per epoch")
     curves.add_argument("runs", nargs="+",
@@ -81,18 +86,16 @@ def build_parser():
 def dispatch(args):
     """Run the parsed command; returns what it wrote."""
     if args.command == "attention":
-
         written = run_attention(args.model_file, args.out, user=args.user, layer=args.layer,
                                 head=args.head, last=args.last,
-                                base_model_file=args.base_model_file)
+                                base_model_file=args.base_model_file, trusted=args.trust_checkpoint)
         return [written["png"], *written["csv"]]
     if args.command == "topn":
-
-        written = run_topn(args.model_files, args.out, ns=args.n, labels=args.labels)
+        written = run_topn(args.model_files, args.out, ns=args.n, labels=args.labels,
+                           trusted=args.trust_checkpoint)
         print(written["table"].to_string(index=False))
         return [written["png"], written["csv"]]
     if args.command == "curves":
-
         written = run_curves(args.runs, args.out, metric=args.metric, labels=args.labels)
         return [written["png"], written["csv"]]
 
@@ -110,7 +113,6 @@ def main(argv=None):
     which reports mistakes; with it, a mistake raises :class:`~recbole_awrsr.errors.AnalysisError`.
     """
     if argv is None:
-
         return cli.main(["analysis", *sys.argv[1:]])
     args = build_parser().parse_args(argv)
     with warnings.catch_warnings():

@@ -272,12 +272,14 @@ def model_name(config):
     return f"{config['model']} {mechanism}" if mechanism else str(config["model"])
 
 
-def run_attention(model_file, out, user=None, layer=-1, head=None, last=15, base_model_file=None):
+def run_attention(model_file, out, user=None, layer=-1, head=None, last=15, base_model_file=None,
+                  trusted=False):
     """The ``attention`` command: heat maps (PNG) and matrices (CSV) of one user's sequence.
 
     Panels: the base model's weights (if ``base_model_file``), the model's first-order
     weights A and its refined weights Ã (one panel ``A`` when the model refines nothing).
     ``layer`` counts from 0 (negative from the end), ``head=None`` averages the heads.
+    ``trusted``: unpickle the checkpoints fully (see :func:`recbole_awrsr.compat.load_checkpoint`).
     Also measures every layer's sharpness on the test sequences (:func:`layer_sharpness`),
     written to ``sharpness.csv`` and printed. Returns ``{"png": path, "csv": [paths],
     "user": token, "sharpness": path}``.
@@ -286,7 +288,7 @@ def run_attention(model_file, out, user=None, layer=-1, head=None, last=15, base
 
     if last < 1:
         raise AnalysisError(f"--last must be at least 1, got {last}")
-    config, model, dataset, _, _, test_data = load_data_and_model(model_file)
+    config, model, dataset, _, _, test_data = load_data_and_model(model_file, trusted=trusted)
     sequence = user_sequence(dataset, test_data, user)
     length = torch.tensor([sequence.length])
     layers = export_attention(model, sequence.item_seq, length)
@@ -296,7 +298,8 @@ def run_attention(model_file, out, user=None, layer=-1, head=None, last=15, base
 
     matrices = []  # (csv suffix, panel title, (k,k) array)
     if base_model_file is not None:
-        base_config, base_model, base_dataset, _, _, base_test = load_data_and_model(base_model_file)
+        base_config, base_model, base_dataset, _, _, base_test = load_data_and_model(
+            base_model_file, trusted=trusted)
         if base_config["dataset"] != config["dataset"]:
             raise AnalysisError(
                 f"the base model was trained on '{base_config['dataset']}', the model on "

@@ -18,9 +18,9 @@ from recbole_awrsr.registry import get_trainer
 METRICS = ("NDCG", "Recall")
 
 
-def evaluate_at(model_file, ns):
+def evaluate_at(model_file, ns, trusted=False):
     """``({"ndcg@N": v, "recall@N": v, ...}, label)`` of one checkpoint on its test set."""
-    config, model, _, _, _, test_data = load_data_and_model(model_file)
+    config, model, _, _, _, test_data = load_data_and_model(model_file, trusted=trusted)
     config["topk"] = list(ns)
     config["metrics"] = list(METRICS)
     # RecBole rounds results to 4 places by default; the curves want more
@@ -37,7 +37,7 @@ def unique_labels(labels, files):
             for label, f in zip(labels, files)]
 
 
-def topn_table(model_files, ns, labels=None):
+def topn_table(model_files, ns, labels=None, trusted=False):
     """One row per model and N: ``model, file, N, ndcg, recall``."""
     if not model_files:
         raise AnalysisError("give at least one checkpoint with --model-files")
@@ -48,7 +48,7 @@ def topn_table(model_files, ns, labels=None):
         raise AnalysisError(f"{len(labels)} labels for {len(model_files)} checkpoints")
     results, names = [], []
     for model_file in model_files:
-        result, name = evaluate_at(model_file, ns)
+        result, name = evaluate_at(model_file, ns, trusted)
         results.append(result)
         names.append(name)
     names = labels or unique_labels(names, model_files)
@@ -78,9 +78,9 @@ def topn_figure(table):
     return figure
 
 
-def run_topn(model_files, out, ns=(1, 2, 5, 10, 20), labels=None):
+def run_topn(model_files, out, ns=(1, 2, 5, 10, 20), labels=None, trusted=False):
     """The ``topn`` command: ``topn.csv`` and ``topn.png`` in ``out``; returns the table and paths."""
-    table = topn_table(model_files, ns, labels)
+    table = topn_table(model_files, ns, labels, trusted)
     csv = write_csv(table, os.path.join(out, "topn.csv"))
     png = save_figure(topn_figure(table), os.path.join(out, "topn.png"))
     return {"table": table, "csv": csv, "png": png}

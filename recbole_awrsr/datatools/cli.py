@@ -68,7 +68,6 @@ def main(argv=None):
     which reports mistakes; with it, a mistake raises an :class:`~recbole_awrsr.errors.AWRSRError`.
     """
     if argv is None:
-
         return cli.main(["data", *sys.argv[1:]])
     args = build_parser().parse_args(argv)
     if args.command == "convert":
@@ -89,7 +88,6 @@ def _report(out, dataset, output_dir, seconds):
 
 
 def _convert(args):
-
     start = time.perf_counter()
     out = convert(args.dataset, args.input, args.output_dir, name=args.name,
                   drop_unrated=args.drop_unrated, input_format=args.input_format)
@@ -98,7 +96,6 @@ def _convert(args):
 
 
 def _download(args):
-
     start = time.perf_counter()
     out = download(args.dataset, args.output_dir, sha256=args.sha256,
                    timeout=args.timeout or DEFAULT_TIMEOUT)
@@ -107,7 +104,6 @@ def _download(args):
 
 
 def _stats(args):
-
     print(format_stats(args.dataset, dataset_stats(args.dataset, args.data_path)))
     return 0
 
