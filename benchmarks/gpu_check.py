@@ -45,6 +45,7 @@ if not hasattr(np, "float_"):
 import recbole_awrsr  # noqa: E402,F401  (first: flush-to-zero before torch's thread pool starts)
 import torch  # noqa: E402
 
+from recbole_awrsr.model.refinement import mechanisms_for  # noqa: E402
 from train_speed import COMMON  # noqa: E402
 
 
@@ -110,7 +111,7 @@ def speed_rows():
     """(label, model, overrides) of every speed row."""
     rows = [("SASRec (RecBole)", "SASRec", {"train_targets": "last"})]
     for targets in ("last", "all"):
-        for mechanism in ("none", "simple", "value", "additive"):
+        for mechanism in mechanisms_for("sasrec"):
             rows.append((f"SASRecAWR {mechanism} {targets}", "SASRecAWR",
                          {"refine_mechanism": mechanism, "train_targets": targets}))
         rows.append((f"SASRecAWR none {targets} +1 layer", "SASRecAWR",

@@ -32,7 +32,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ANCHOR = HERE.parent.parent / "shared" / "anchors" / "recbole-sasrec-ml-100k.json"
-MECHANISMS = ["none", "simple", "value", "additive"]
 
 # RecBole's default SASRec configuration (the anchor's), shared by every row
 COMMON = {
@@ -54,9 +53,11 @@ QUALITY_KEYS = ("ttq_s", "ttq_epochs", "best_ndcg10", "curve", "quality_settings
 
 def configurations(with_quality):
     """(label, model, overrides, measure_quality) for every row of the table."""
+    from recbole_awrsr.model.refinement import mechanisms_for  # the mechanisms' one table
+
     rows = [("SASRec (RecBole)", "SASRec", {}, False)]
     for targets in ("last", "all"):
-        for mechanism in MECHANISMS:
+        for mechanism in mechanisms_for("sasrec"):
             rows.append((f"SASRecAWR {mechanism} {targets}", "SASRecAWR",
                          {"refine_mechanism": mechanism, "train_targets": targets},
                          with_quality and targets == "all"))
