@@ -43,7 +43,8 @@ class SASRecAWR(AttentionModelMixin, SASRec):
     ``predict``/``full_sort_predict`` are SASRec's.
 
     Config keys (besides SASRec's): ``refine_mechanism`` (none | simple | value |
-    additive), ``refine_share_heads``, ``refine_input`` (probs | scores),
+    additive), ``refine_share_heads``, ``refine_input``, ``refine_init``, ``refine_temperature``
+    (see :mod:`recbole_awrsr.model.refinement`),
     ``train_targets`` (last: RecBole's one target per prefix row; all: a target at
     every position of each user's windows, see :mod:`recbole_awrsr.model.targets`),
     ``train_stride``, ``length_groups`` (rows of a batch are run in this many groups

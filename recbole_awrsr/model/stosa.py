@@ -227,7 +227,8 @@ class STOSAAWR(STOSA):
 
     The refined weights Ã drive both streams (means with Ã, variances with Ã * Ã).
     Config keys (besides STOSA's): ``refine_mechanism`` (none | simple | value |
-    additive | stochastic), ``refine_share_heads``, ``refine_input`` (probs | scores).
+    additive | stochastic), ``refine_share_heads``, ``refine_input``, ``refine_init``, ``refine_temperature`` (see
+    :mod:`recbole_awrsr.model.refinement`).
     ``none`` is the same model as :class:`STOSA`, with the same parameter names.
     """
 
