@@ -242,3 +242,32 @@ def test_sharpness_figure_has_a_point_per_run_and_none_without_sharpness():
     assert [text.get_text() for text in axis.get_legend().get_texts()] == [
         "SASRecAWR", "SASRecAWR + simple", "SASRecAWR + value"]
     assert axis.lines[0].get_xdata()[0] == pytest.approx(0.8)  # none's first-order entropy
+
+
+def test_other_shared_keys_or_config_files_run_anew(tiny_config_dict, tmp_path, monkeypatch):
+    """Finished cells are reused only under the same keys and config-file contents: a rerun
+    with --epochs=3 in the same folder does not take the 2-epoch rows as its own."""
+    calls = []
+
+    def fake_run_cell(cell, *args):
+        calls.append(cell)
+        return {"best_valid_score": 0.1, "test_ndcg@5": 0.1}
+
+    monkeypatch.setattr(compare, "run_cell", fake_run_cell)
+    argv = tiny_argv(tiny_config_dict, "--models", "SASRecAWR", "--mechanisms", "simple")
+    assert main(argv) == 0 and len(calls) == 4
+    assert main(argv) == 0 and len(calls) == 4  # same keys: nothing to run
+    assert main([a if not a.startswith("--epochs=") else "--epochs=3" for a in argv]) == 0
+    assert len(calls) == 8  # other keys: every cell again, beside the old rows
+    config = tmp_path / "extra.yaml"
+    config.write_text("learning_rate: 0.002\n")
+    assert main(argv + ["--config", str(config)]) == 0 and len(calls) == 12
+    config.write_text("learning_rate: 0.003\n")  # the same file, other contents
+    assert main(argv + ["--config", str(config)]) == 0 and len(calls) == 16
+    results = pd.read_csv(tmp_path / "results" / "results.csv", dtype={k: str for k in KEYS},
+                          keep_default_na=False)
+    assert len(results) == 16 and results["variant"].nunique() == 4  # none and simple share each
+    # a refinement key is not part of none's variant: none runs once for two variants
+    calls.clear()
+    assert main(argv + ["--refine_input=centered"]) == 0
+    assert {cell.mechanism for cell in calls} == {"simple"}
