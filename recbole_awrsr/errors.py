@@ -24,6 +24,10 @@ class ParamsFileError(ConfigurationError):
     """A params-file line that cannot be read; the message names the file and line."""
 
 
+class SearchError(AWRSRError):
+    """A hyperparameter search that ran but has nothing to report (every trial failed)."""
+
+
 class ConversionError(AWRSRError):
     """A raw dataset file that cannot be converted, described in one line.
 

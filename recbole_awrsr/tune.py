@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -28,7 +29,7 @@ from recbole.config import Config as RecBoleConfig
 from recbole_awrsr import cli
 from recbole_awrsr.cli import config_pairs
 from recbole_awrsr.config import Config, _parse_value
-from recbole_awrsr.errors import ConfigurationError
+from recbole_awrsr.errors import ConfigurationError, SearchError
 
 from recbole_awrsr.files import write_text
 from recbole_awrsr.quick_start import build, run
@@ -236,7 +237,12 @@ def tune_model(args, fixed):
     temp_dir = None
     if not ray.is_initialized():
         if args.address:
-            ray.init(address=args.address)
+            check_address(args.address)
+            try:
+                ray.init(address=args.address)
+            except ConnectionError as error:
+                raise ConfigurationError(f"--address {args.address}: no Ray cluster answered "
+                                         f"({str(error).splitlines()[0][:160]})") from None
         else:
             # Ray's socket paths must stay short (about 100 characters): not under $TMPDIR
             temp_dir = tempfile.mkdtemp(prefix="rayawr", dir="/tmp" if os.path.isdir("/tmp") else None)
@@ -280,8 +286,10 @@ def tune_model(args, fixed):
                "failed": int((trials["status"] == "ERROR").sum())}
     finished = trials.dropna(subset=["valid_score"]) if "valid_score" in trials else trials.iloc[0:0]
     if finished.empty:
-        raise RuntimeError(f"every trial failed; see {os.path.join(out, 'trials.csv')} "
-                           f"and the error files under {os.path.join(out, 'ray')}")
+        errors = [e for e in trials.get("error", pd.Series(dtype=str)).fillna("") if e]
+        first = f" (first: {errors[0]})" if errors else ""
+        raise SearchError(f"every trial failed{first}; see {os.path.join(out, 'trials.csv')} "
+                          f"and the error files under {os.path.join(out, 'ray')}")
     best_row = finished.loc[finished["valid_score"].idxmax() if mode == "max"
                             else finished["valid_score"].idxmin()]
     best_params = {name: _plain(analysis_config(analysis, best_row["trial_id"])[name]) for name in params}
@@ -301,6 +309,25 @@ def tune_model(args, fixed):
         }
     write_text(os.path.join(out, "best_result.json"), json.dumps(summary, indent=2))
     return summary
+
+
+def check_address(address, timeout=3.0):
+    """Fail at once, naming it, when a ``host:port`` Ray address takes no connection.
+
+    Ray itself retries a dead address for minutes before it gives up. ``auto`` (the
+    cluster this machine runs) is left to Ray, which answers at once when there is none.
+    """
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        if address != "auto":
+            raise ConfigurationError(f"--address {address!r}: expected 'auto' or 'host:port'")
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise ConfigurationError(
+            f"--address {address}: nothing accepts connections there ({error.strerror or error}); "
+            f"start the cluster (ray start --head) or fix the address") from None
 
 
 def analysis_config(analysis, trial_id):

@@ -173,3 +173,47 @@ def test_key_both_searched_and_fixed_is_refused(tiny_config_dict, tmp_path, caps
                    f"--data_path={tiny_config_dict['data_path']}"])
     assert status == 2
     assert "n_layers: searched in p.hyper and fixed with --n_layers" in capsys.readouterr().err
+
+
+def test_a_dead_address_fails_at_once_naming_it(tiny_config_dict, tmp_path, capsys):
+    import socket
+    import time
+
+    import ray
+
+    from recbole_awrsr.cli import main
+
+    with socket.socket() as probe:  # a port nothing listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "p.hyper").write_text("n_heads choice [1]\n")
+    began = time.monotonic()
+    status = main(["tune", "--model=SASRecAWR", "--dataset=tiny", "--params_file=p.hyper",
+                   f"--data_path={tiny_config_dict['data_path']}", f"--address=127.0.0.1:{port}"])
+    assert status == 2 and time.monotonic() - began < 30
+    err = capsys.readouterr().err
+    assert f"--address 127.0.0.1:{port}: nothing accepts connections there" in err
+    assert err.count("\n") == 1 and not ray.is_initialized()
+
+
+def test_every_trial_failing_is_one_line(tiny_config_dict, tmp_path, monkeypatch, capsys):
+    import ray
+
+    from recbole_awrsr.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    # an activation no layer knows: the config is fine, every model build fails
+    (tmp_path / "p.hyper").write_text("hidden_act choice ['nope']\n")
+    fixed = {key: value for key, value in tiny_config_dict.items() if key != "checkpoint_dir"}
+    argv = ["tune", "--model=SASRecAWR", "--dataset=tiny", "--params_file=p.hyper",
+            "--num-samples", "1", "--num-cpus", "1", "--out", "tuned"]
+    argv += [f"--{key}={value}" for key, value in fixed.items()]
+    try:
+        assert main(argv) == 2
+    finally:
+        ray.shutdown()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: every trial failed (first: ")
+    assert "nope" in err[-1] and "trials.csv" in err[-1]
