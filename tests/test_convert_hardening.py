@@ -1,0 +1,57 @@
+"""The data tools against a hostile-but-fair user (issue 17, sections 2 and 3): each defect the
+issue lists, reproduced, and the one-line refusal or notice that replaces it."""
+
+from pathlib import Path
+
+import pytest
+
+from recbole_awrsr.cli import main as cli_main
+from recbole_awrsr.datatools.cli import main
+
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
+
+
+def write(path, data):
+    """Write text (UTF-8) or bytes to ``path`` and return it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
+    return path
+
+
+def read_rows(path):
+    """Lines of an atomic file, header included, without line breaks."""
+    return Path(path).read_text(encoding="utf-8").splitlines()
+
+
+def snapshot(folder):
+    """Everything under ``folder`` (relative path -> bytes), or None when it does not exist."""
+    folder = Path(folder)
+    if not folder.exists():
+        return None
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else "dir")
+            for p in sorted(folder.rglob("*"))}
+
+
+def failing(argv, capsys):
+    """Run a data command that must fail; return its one ``error:`` line."""
+    code = cli_main(["data", *argv])
+    captured = capsys.readouterr()
+    assert code == 2, captured
+    message = captured.err.strip()
+    assert message.startswith("error: ") and "\n" not in message, captured.err
+    assert "Traceback" not in captured.err
+    return message
+
+
+# ---------------------------------------------------------------- 3.4 repeated user in a sequence file
+
+def test_sequence_file_refuses_a_user_on_two_lines_naming_both(tmp_path, capsys):
+    seq = write(tmp_path / "Beauty.txt", "1 10 11\n2 20 21\n\n1 12 13\n")
+    write("dataset_atomic/beauty/beauty.inter", f"{HEADER}\n9\t9\t1\t1\n")
+    before = snapshot("dataset_atomic")
+    message = failing(["convert", "beauty", str(seq)], capsys)
+    assert "Beauty.txt, line 4" in message and "user 1" in message and "line 1" in message
+    assert "one user per line" in message
+    assert snapshot("dataset_atomic") == before
