@@ -55,3 +55,30 @@ def test_sequence_file_refuses_a_user_on_two_lines_naming_both(tmp_path, capsys)
     assert "Beauty.txt, line 4" in message and "user 1" in message and "line 1" in message
     assert "one user per line" in message
     assert snapshot("dataset_atomic") == before
+
+
+# ---------------------------------------------------------------- 2 generic sequence converter
+
+def test_generic_sequence_converter_reads_any_user_item_item_file(tmp_path, capsys):
+    seq = write(tmp_path / "histories.txt", "7 3 1 2\n\n8 4 1\n")
+    assert cli_main(["data", "convert", "sequence", str(seq), "--name", "shop"]) == 0
+    assert "dataset_atomic/shop/shop.inter (5 interactions)" in capsys.readouterr().out
+    rows = read_rows("dataset_atomic/shop/shop.inter")
+    assert rows == [HEADER, "7\t3\t1\t1", "7\t1\t1\t2", "7\t2\t1\t3", "8\t4\t1\t1", "8\t1\t1\t2"]
+    # the same reader as the Amazon door: identical rows, and the same refusals
+    assert main(["convert", "beauty", str(seq), "--format", "sequence", "--name", "viaamazon"]) == 0
+    assert read_rows("dataset_atomic/viaamazon/viaamazon.inter") == rows
+    repeated = write(tmp_path / "repeated.txt", "7 3\n7 4\n")
+    message = failing(["convert", "sequence", str(repeated), "--name", "shop"], capsys)
+    assert "repeated.txt, line 2" in message and "already on line 1" in message
+    assert read_rows("dataset_atomic/shop/shop.inter") == rows
+
+
+def test_generic_sequence_converter_default_name_and_its_mistakes(tmp_path, capsys):
+    seq = write(tmp_path / "h.txt", "1 2 3\n")
+    assert main(["convert", "sequence", str(seq)]) == 0
+    assert read_rows("dataset_atomic/sequence/sequence.inter")[1:] == ["1\t2\t1\t1", "1\t3\t1\t2"]
+    message = failing(["convert", "sequence", str(seq), "--format", "ratings"], capsys)
+    assert "--format applies to Amazon categories only" in message
+    message = failing(["download", "sequence"], capsys)
+    assert "Manual steps" in message and "convert sequence" in message

@@ -40,7 +40,8 @@ def build_parser():
     convert.add_argument("input", help="raw file or folder (see dataset_atomic/README.md)")
     convert.add_argument("--output-dir", default=DEFAULT_OUTPUT,
                          help=f"folder that receives <name>/<name>.inter (default {DEFAULT_OUTPUT})")
-    convert.add_argument("--name", default=None, help="dataset name to write (default: DATASET)")
+    convert.add_argument("--name", default=None, help="dataset name to write (default: DATASET); "
+                         "for the generic formats pairs and sequence, usually your own")
     convert.add_argument("--drop-unrated", action="store_true",
                          help="anime: drop rating -1 (watched, not rated) instead of keeping it")
     convert.add_argument("--format", dest="input_format", choices=("ratings", "reviews", "sequence"),

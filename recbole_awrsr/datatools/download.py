@@ -51,6 +51,8 @@ MANUAL_SOURCES = {
               "needs a Kaggle login)",
               "the file rating.csv (and anime.csv, for the .item file)", "rating.csv"),
     "pairs": ("the repository that published the pairs file", "the 'user item' file", "FILE"),
+    "sequence": ("the repository that published the sequence file",
+                 "the 'user item item ...' file", "FILE"),
 }
 
 

@@ -1,12 +1,14 @@
 """Converters from published dataset files to RecBole atomic files, one module per source format.
 
 :func:`convert` is the single entry point: it maps a dataset name to its
-converter. Known names: ``ml-1m``, ``anime``, ``pairs`` and every Amazon 2014
+converter. Known names: ``ml-1m``, ``anime``, ``pairs``, ``sequence`` and every Amazon 2014
 category by its lower-case name (``beauty``, ``sports_and_outdoors``, ...;
 ``sports``, ``toys`` and ``home`` are accepted as the usual short names).
+``pairs`` and ``sequence`` are the generic formats (``user item`` per line; ``user item
+item ...`` per line), usually written under a name of the user's choice (``--name``).
 """
 
-from recbole_awrsr.datatools.convert import amazon, anime, movielens, pairs
+from recbole_awrsr.datatools.convert import amazon, anime, movielens, pairs, sequence
 from recbole_awrsr.errors import DATASET_NAME_RULE, ConversionError, is_dataset_name
 
 #: Amazon 2014 per-category file names (``ratings_<Category>.csv``, ``reviews_<Category>_5.json.gz``)
@@ -19,7 +21,7 @@ AMAZON_CATEGORIES = (
     "Tools_and_Home_Improvement", "Toys_and_Games", "Video_Games",
 )
 AMAZON_ALIASES = {"sports": "Sports_and_Outdoors", "toys": "Toys_and_Games", "home": "Home_and_Kitchen"}
-OTHER_DATASETS = ("ml-1m", "anime", "pairs")
+OTHER_DATASETS = ("ml-1m", "anime", "pairs", "sequence")
 
 
 def amazon_category(dataset):
@@ -71,6 +73,9 @@ def convert(dataset, input_path, output_dir="dataset_atomic", name=None, drop_un
         return anime.convert(input_path, output_dir, name, drop_unrated=drop_unrated)
     if dataset == "pairs":
         return pairs.convert(input_path, output_dir, name)
+    if dataset == "sequence":
+        # the same reader as an Amazon category's --format sequence: one implementation, two doors
+        return sequence.convert(input_path, output_dir, name)
     return amazon.convert(input_path, output_dir, name, amazon_category(dataset), input_format)
 
 

@@ -1,7 +1,9 @@
 """The sequence file shared by many sequential-recommendation repositories.
 
 One line per user: ``user item item ...`` (whitespace-separated integer ids),
-items in chronological order, as in STOSA's ``Beauty.txt``. There are no
+items in chronological order, as in STOSA's ``Beauty.txt``. Two doors lead here:
+``convert sequence FILE --name NAME`` for any such file, and an Amazon category
+with ``--format sequence`` (or a ``.txt`` file name). There are no
 timestamps, so an item's timestamp is its 1-based position in the user's
 line: the order is kept exactly and leave-one-out holds out the last items.
 
