@@ -1,4 +1,4 @@
-"""The three fixes RecBole 1.2.1 needs on today's stack, kept in one place.
+"""The fixes RecBole 1.2.1 needs on today's stack, kept in one place.
 
 1. Checkpoints: torch >= 2.6 loads with ``weights_only=True`` and cannot read the
    pickled ``Config`` inside RecBole's checkpoints. :func:`load_checkpoint` reads them
@@ -9,7 +9,9 @@
    ``torch.autograd.set_detect_anomaly(True)`` on for the whole process (a large share
    of each training step; see the field notes). :func:`disable_anomaly_detection` runs when
    ``recbole_awrsr.model`` is imported and after every model lookup.
-3. Negative sampling: RecBole samples one negative by default and then refuses
+3. Warnings from RecBole's internals that a user cannot act on are hidden where RecBole
+   raises them (:func:`silence_recbole_warnings`, at package import); ours never are.
+4. Negative sampling: RecBole samples one negative by default and then refuses
    ``loss_type: CE`` for sequential models. ``NEG_SAMPLING_BY_LOSS``
    gives the default for each loss; the plugin ``Config`` applies it.
 """
@@ -130,6 +132,22 @@ def load_checkpoint(path, map_location="cpu", trusted=False):
     if hasattr(config, "compatibility_settings"):
         config.compatibility_settings()
     return checkpoint
+
+
+#: (message regex, module regex) of warnings RecBole's own code raises that a user cannot act
+#: on: torch's GradScaler deprecation (RecBole's trainer), pandas' chained-assignment
+#: notice (RecBole's fillna on dataset columns, which still fills under pandas < 3)
+RECBOLE_WARNINGS = (
+    (r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated", r"recbole\.trainer"),
+    (r"A value is trying to be set on a copy of a DataFrame or Series through chained assignment",
+     r"recbole\.data"),
+)
+
+
+def silence_recbole_warnings():
+    """Hide exactly :data:`RECBOLE_WARNINGS`, only where RecBole's modules raise them."""
+    for message, module in RECBOLE_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning, module=module)
 
 
 def disable_anomaly_detection():

@@ -171,3 +171,23 @@ def test_checkpoints_of_the_plugins_trainer_load_safely_and_recboles_need_trust(
         trusted = load_checkpoint(recbole_style, trusted=True)
     for key, value in load_checkpoint(path)["state_dict"].items():
         assert torch.equal(trusted["state_dict"][key], value)
+
+
+def test_a_clean_run_prints_none_of_recboles_internal_warnings(tiny_config_dict, tmp_path):
+    """With every warning shown (-W default), RecBole's GradScaler deprecation and pandas'
+    chained-assignment notice stay hidden; a warning of ours still shows."""
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings, recbole_awrsr\n"
+        "from recbole_awrsr.quick_start import run\n"
+        f"run('SASRecAWR', 'tiny', config_dict={dict(tiny_config_dict, epochs=1)!r}, saved=False)\n"
+        "warnings.warn('ours', UserWarning)\n"
+    )
+    done = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=300, env={**__import__("os").environ,
+                                                                      "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "GradScaler" not in done.stderr and "chained assignment" not in done.stderr
+    assert "UserWarning: ours" in done.stderr
