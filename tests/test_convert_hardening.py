@@ -1,6 +1,7 @@
 """The data tools against a hostile-but-fair user (issue 17, sections 2 and 3): each defect the
 issue lists, reproduced, and the one-line refusal or notice that replaces it."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,64 @@ def test_generic_sequence_converter_default_name_and_its_mistakes(tmp_path, caps
     assert "--format applies to Amazon categories only" in message
     message = failing(["download", "sequence"], capsys)
     assert "Manual steps" in message and "convert sequence" in message
+
+
+# ---------------------------------------------------------------- 3.8 output-folder OS errors
+
+PAIRS = "".join(f"{u} {i}\n" for u in range(1, 4) for i in range(1, 4))
+
+
+def test_output_dir_that_is_a_file_is_one_line_naming_it(tmp_path, capsys):
+    pairs = write(tmp_path / "pairs.txt", PAIRS)
+    write("taken", "a file, not a folder\n")
+    message = failing(["convert", "pairs", str(pairs), "--output-dir", "taken"], capsys)
+    assert "taken/pairs" in message and "taken is a file, not a folder" in message
+    assert Path("taken").read_text() == "a file, not a folder\n"
+    write("dataset_atomic/pairs", "the dataset folder is a file\n")
+    message = failing(["convert", "pairs", str(pairs)], capsys)
+    assert "dataset_atomic/pairs is a file, not a folder" in message
+    assert Path("dataset_atomic/pairs").read_text() == "the dataset folder is a file\n"
+
+
+def test_output_file_that_cannot_be_replaced_is_one_line_and_leaves_the_rest(tmp_path, capsys):
+    pairs = write(tmp_path / "pairs.txt", PAIRS)
+    Path("dataset_atomic/pairs/pairs.inter").mkdir(parents=True)  # a folder where the file goes
+    before = snapshot("dataset_atomic")
+    message = failing(["convert", "pairs", str(pairs)], capsys)
+    assert "dataset_atomic/pairs" in message and "pairs.inter" in message
+    assert snapshot("dataset_atomic") == before  # no temporary file left behind
+
+
+@pytest.mark.parametrize("where, name", [("makedirs", "fresh"), ("mkstemp", "pairs")])
+def test_permission_denied_is_one_line_naming_the_folder(tmp_path, capsys, monkeypatch, where, name):
+    import tempfile
+
+    pairs = write(tmp_path / "pairs.txt", PAIRS)
+    write("dataset_atomic/pairs/pairs.inter", f"{HEADER}\n9\t9\t1\t1\n")
+    before = snapshot("dataset_atomic")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(args[0] if args else kwargs.get("dir")))
+
+    # the tests run as root here, where chmod cannot deny anything: deny at the system call
+    # (a context of its own: undoing the fixture would also undo the per-test working folder)
+    with monkeypatch.context() as patch:
+        patch.setattr(os if where == "makedirs" else tempfile, where, denied)
+        message = failing(["convert", "pairs", str(pairs), "--name", name], capsys)
+    assert f"dataset_atomic/{name}" in message and "Permission denied" in message
+    assert snapshot("dataset_atomic") == before
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root writes into read-only folders; the system-call test above covers it")
+def test_read_only_output_folder_is_one_line(tmp_path, capsys):
+    pairs = write(tmp_path / "pairs.txt", PAIRS)
+    folder = Path("dataset_atomic/pairs")
+    write(folder / "pairs.inter", f"{HEADER}\n9\t9\t1\t1\n")
+    folder.chmod(0o555)
+    try:
+        message = failing(["convert", "pairs", str(pairs)], capsys)
+    finally:
+        folder.chmod(0o755)
+    assert "dataset_atomic/pairs" in message and "Permission denied" in message
+    assert read_rows(folder / "pairs.inter") == [HEADER, "9\t9\t1\t1"]

@@ -4,16 +4,43 @@ A converter streams its rows into temporary files inside the target folder
 (:func:`recbole_awrsr.files.atomic_path`); only when every row has been written do
 they replace the real ``.inter`` and ``.item`` files. On any error the temporary
 files are removed, together with any folder this conversion created, so the output
-folder is left exactly as it was.
+folder is left exactly as it was. An output folder that cannot be created or written
+(a file in its place, read-only, permission denied, disk full) is a
+:class:`~recbole_awrsr.errors.ConversionError` naming the folder, not a traceback.
 """
 
 import contextlib
 import os
 
+from recbole_awrsr.errors import ConversionError
 from recbole_awrsr.files import atomic_path
 
 #: the ``.inter`` header every converter writes (RecBole atomic-file ``name:type`` columns)
 INTER_HEADER = ("user_id:token", "item_id:token", "rating:float", "timestamp:float")
+
+
+def output_error(folder, error):
+    """The one-line :class:`ConversionError` for an OS error met while writing into ``folder``."""
+    # the path the system call failed on, when it says more than the folder itself
+    named = getattr(error, "filename2", None) or getattr(error, "filename", None)
+    reason = error.strerror or str(error)
+    blocker = _file_in_the_way(folder)
+    if blocker is not None:
+        reason = f"{blocker} is a file, not a folder"
+    elif named and os.path.abspath(os.fspath(named)) != os.path.abspath(folder):
+        reason += f": {os.fspath(named)}"
+    return ConversionError(folder, f"cannot create or write the output folder ({reason})",
+                           "a folder you can write to (see --output-dir)")
+
+
+def _file_in_the_way(folder):
+    """The outermost part of the ``folder`` path that exists but is not a folder, or None."""
+    # walk the path as the user spelt it, so that the message names what they typed
+    parts, path = [], os.path.normpath(folder)
+    while path and path not in parts:
+        parts.append(path)
+        path = os.path.dirname(path)
+    return next((p for p in reversed(parts) if os.path.lexists(p) and not os.path.isdir(p)), None)
 
 
 class AtomicFile:
@@ -34,7 +61,10 @@ class AtomicFile:
 
     def write_row(self, fields):
         """Append one row; fields are already strings without tabs or line breaks."""
-        self.handle.write("\t".join(fields) + "\n")
+        try:
+            self.handle.write("\t".join(fields) + "\n")
+        except OSError as error:  # a full disk or a vanished folder, met when the buffer flushes
+            raise output_error(os.path.dirname(self.target), error) from None
         self.rows += 1
 
 
@@ -62,11 +92,14 @@ class DatasetWriter:
         while not os.path.exists(path):
             missing.append(path)
             path = os.path.dirname(path)
-        os.makedirs(self.folder, exist_ok=True)
         self._created = missing  # deepest first
         self._files = contextlib.ExitStack()
         try:
+            os.makedirs(self.folder, exist_ok=True)
             self.inter = AtomicFile(self._files, self.folder, f"{self.name}.inter", INTER_HEADER)
+        except OSError as error:
+            self._abort(error)
+            raise output_error(self.folder, error) from None
         except BaseException as error:
             self._abort(error)
             raise
@@ -74,7 +107,10 @@ class DatasetWriter:
 
     def open_item(self, header):
         """Start the ``.item`` file with the given ``name:type`` header."""
-        self.item = AtomicFile(self._files, self.folder, f"{self.name}.item", header)
+        try:
+            self.item = AtomicFile(self._files, self.folder, f"{self.name}.item", header)
+        except OSError as error:
+            raise output_error(self.folder, error) from None
         return self.item
 
     def __exit__(self, exc_type, exc, tb):
@@ -85,14 +121,22 @@ class DatasetWriter:
             for atomic in (self.inter, self.item):
                 if atomic is not None:
                     atomic.handle.close()  # a full disk shows up here, before anything is replaced
+        except OSError as error:
+            self._abort(error)
+            raise output_error(self.folder, error) from None
         except BaseException as error:
             self._abort(error)
             raise
-        self._files.close()  # publishes every file
-        self.written += [f.target for f in (self.inter, self.item) if f is not None]
-        stale_item = os.path.join(self.folder, f"{self.name}.item")
-        if self.item is None and os.path.exists(stale_item):
-            os.remove(stale_item)
+        try:
+            # publishes every file; a file that cannot be replaced (a folder in its place)
+            # makes every atomic_path drop its temporary file on the way out
+            self._files.close()
+            self.written += [f.target for f in (self.inter, self.item) if f is not None]
+            stale_item = os.path.join(self.folder, f"{self.name}.item")
+            if self.item is None and os.path.exists(stale_item):
+                os.remove(stale_item)
+        except OSError as error:
+            raise output_error(self.folder, error) from None
         return False
 
     def _abort(self, error):
