@@ -221,6 +221,18 @@ def test_none_ranks_as_sasrec_under_autocast(wide_root, tiny_config_dict):
     assert same_as_exact >= SAME_TOP10_SHARE_FP32, same_as_exact
 
 
+def test_sasrec_awr_scores_all_items_in_float32_under_autocast(tiny_config_dict):
+    """The full-sort product stays float32: bfloat16 would tie neighbouring scores."""
+    _, model, _, _, test_data = build("SASRecAWR", config_dict=tiny_config_dict)
+    model.eval()
+    batch = first_batch(test_data)[0]  # (interaction, history index, positives u, positives i)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        scores = model.full_sort_predict(batch)
+        hidden = model.forward(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN])
+    assert scores.dtype == torch.float32
+    assert torch.equal(scores, hidden.float() @ model.item_embedding.weight.float().t())
+
+
 def test_amp_off_scores_are_the_models_own(tiny_config_dict):
     """With the key off, the trainer's evaluation hands the model's float32 scores through."""
     config, model, _, _, test_data = build("SASRecAWR", config_dict=tiny_config_dict)

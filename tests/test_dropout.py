@@ -22,6 +22,22 @@ def test_keeps_one_minus_p_and_scales_the_kept(p):
     assert abs(y.mean().item() - 2.0) < 5 * 2.0 / (1 - p) * sd
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_input_keeps_one_minus_p(dtype):
+    """Under autocast the mask is drawn in float32: the kept share stays 1 - p."""
+    torch.manual_seed(0)
+    p = 0.3
+    x = torch.full((400_000,), 2.0, dtype=dtype)
+    y = FastDropout(p).train()(x)
+    assert y.dtype == dtype
+    sd = (p * (1 - p) / x.numel()) ** 0.5
+    assert abs((y != 0).float().mean().item() - (1 - p)) < 5 * sd
+    # the same draws as a float32 input of the same seed: the mask does not depend on dtype
+    torch.manual_seed(0)
+    reference = FastDropout(p).train()(torch.full((400_000,), 2.0))
+    assert torch.equal(y != 0, reference != 0)
+
+
 def test_gradient_is_the_mask():
     torch.manual_seed(1)
     x = torch.randn(64, 32, requires_grad=True)

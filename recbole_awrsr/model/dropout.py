@@ -25,9 +25,12 @@ class FastDropout(nn.Dropout):
             return input
         if self.p == 1.0:
             return input * 0.0
-        # one float buffer: the uniform draw becomes the scaled keep mask in place
-        mask = torch.rand_like(input).ge_(self.p).mul_(1.0 / (1.0 - self.p))
-        return input * mask
+        # one float buffer: the uniform draw becomes the scaled keep mask in place; drawn in
+        # float32 under autocast, where a bfloat16 uniform would shift the keep probability
+        dtype = torch.float32 if input.dtype in (torch.bfloat16, torch.float16) else input.dtype
+        mask = torch.rand(input.shape, dtype=dtype, device=input.device)
+        mask = mask.ge_(self.p).mul_(1.0 / (1.0 - self.p))
+        return input * mask.to(input.dtype)
 
 
 def use_fast_dropout(module):

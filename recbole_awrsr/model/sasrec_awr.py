@@ -166,6 +166,16 @@ class SASRecAWR(AttentionModelMixin, SASRec):
                  for rows, hidden, mask in self._embed_groups(item_seq, groups)]
         return reassemble(parts, groups)
 
+    def full_sort_predict(self, interaction):
+        """Scores of all items, (B, |I|): SASRec's product, always in float32.
+
+        Under bfloat16 autocast (``enable_amp``) the product would round scores of
+        neighbouring items to the same value and let tie-breaking decide rankings.
+        """
+        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        with torch.autocast(device_type=seq_output.device.type, enabled=False):
+            return seq_output.float() @ self.item_embedding.weight.float().t()
+
     def calculate_loss(self, interaction):
         """Training loss of a batch: SASRec's (``last``) or averaged over every target (``all``)."""
         if self.train_targets == "last":
