@@ -144,3 +144,56 @@ def test_read_only_output_folder_is_one_line(tmp_path, capsys):
         folder.chmod(0o755)
     assert "dataset_atomic/pairs" in message and "Permission denied" in message
     assert read_rows(folder / "pairs.inter") == [HEADER, "9\t9\t1\t1"]
+
+
+# ---------------------------------------------------------------- 3.9 truncated last line
+
+TRUNCATED = [
+    # dataset, file name, content cut inside its last number, the cut line's start
+    ("ml-1m", "ratings.dat", "1::1193::5::978300760\n1::661::3::97732", "1::661::3::97732"),
+    ("anime", "rating.csv", "user_id,anime_id,rating\r\n1,20,-1\r\n1,24,1", "1,24,1"),
+    ("pairs", "pairs.txt", "3 7\n1 7\n3 8", "3 8"),
+    ("sequence", "seq.txt", "1 2 3\n2 4 5 6", "2 4 5 6"),
+    ("beauty", "Beauty.txt", "1 2 3\n2 4 5 6", "2 4 5 6"),
+]
+
+
+@pytest.mark.parametrize("dataset, filename, content, cut", TRUNCATED,
+                         ids=[f"{c[0]}-{c[1]}" for c in TRUNCATED])
+def test_a_last_line_without_line_break_is_refused_as_truncated(tmp_path, capsys, dataset,
+                                                                filename, content, cut):
+    raw = write(tmp_path / filename, content)
+    before = snapshot("dataset_atomic")
+    message = failing(["convert", dataset, str(raw)], capsys)
+    line = content.count("\n") + 1
+    assert f"{filename}, line {line}" in message and "no line break" in message
+    assert "truncated" in message and cut in message
+    assert snapshot("dataset_atomic") == before
+    # the same file, complete, converts
+    write(raw, content + "\n")
+    assert main(["convert", dataset, str(raw)]) == 0
+
+
+def test_amazon_ratings_csv_without_final_line_break_converts_with_a_loud_warning(tmp_path, capsys):
+    csv_file = write(tmp_path / "ratings_Beauty.csv", "A,B,5.0,1369699200\nA,C,3.0,13556")
+    assert main(["convert", "beauty", str(csv_file)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: ") and err.count("\n") == 1
+    assert "ratings_Beauty.csv, line 2" in err and "no line break" in err and "A,C,3.0,13556" in err
+
+
+def test_a_complete_json_review_needs_no_final_line_break(tmp_path, capsys):
+    reviews = write(tmp_path / "reviews_Beauty_5.json",
+                    '{"reviewerID": "A", "asin": "B", "overall": 5, "unixReviewTime": 1}')
+    assert main(["convert", "beauty", str(reviews)]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_item_files_without_final_line_break_warn_and_trailing_blanks_are_fine(tmp_path, capsys):
+    folder = tmp_path / "ml-1m"
+    write(folder / "ratings.dat", "1::1193::5::978300760\n  ")  # spaces after the last break
+    write(folder / "movies.dat", "1193::One Flew Over the Cuckoo's Nest (1975)::Dra")
+    assert main(["convert", "ml-1m", str(folder)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: ") == 1 and "movies.dat, line 1" in err and "::Dra'" in err
+    assert read_rows("dataset_atomic/ml-1m/ml-1m.inter") == [HEADER, "1\t1193\t5\t978300760"]

@@ -62,7 +62,9 @@ def convert(input_path, output_dir, name, category, input_format=None):
 
 
 def _ratings_rows(path):
-    for number, text in iter_lines(path, RATINGS_FORMAT):
+    # a warning, not a refusal: the published ratings_<Category>.csv could not be checked here,
+    # and refusing would stop a complete copy that happens to lack its final line break
+    for number, text in iter_lines(path, RATINGS_FORMAT, final_line_break="warn"):
         fields = text.split(",")
         if len(fields) != 4:
             raise ConversionError(path, f"{len(fields)} comma-separated fields instead of 4",
@@ -74,7 +76,8 @@ def _ratings_rows(path):
 
 
 def _review_rows(path):
-    for number, text in iter_lines(path, REVIEWS_FORMAT):
+    # a cut JSON object does not parse, and a whole one is whole: no final line break needed
+    for number, text in iter_lines(path, REVIEWS_FORMAT, final_line_break="ignore"):
         try:
             review = json.loads(text)
         except ValueError as error:

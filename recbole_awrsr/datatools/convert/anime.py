@@ -60,7 +60,8 @@ def convert(input_path, output_dir, name="anime", drop_unrated=False):
 
 
 def _write_anime(path, item_file):
-    for number, text in iter_lines(path, ANIME_FORMAT):
+    # item descriptions only: a cut last row (a short member count) is worth a warning, not a refusal
+    for number, text in iter_lines(path, ANIME_FORMAT, final_line_break="warn"):
         try:
             fields = next(csv.reader([text]))
         except csv.Error as error:

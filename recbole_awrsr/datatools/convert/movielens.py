@@ -64,7 +64,9 @@ def convert(input_path, output_dir, name="ml-1m"):
 
 def _write_movies(movies, item_file):
     # GroupLens publishes movies.dat in ISO-8859-1 (e.g. "Misérables"); output is UTF-8
-    for number, text in iter_lines(movies, MOVIES_FORMAT, encoding="latin-1"):
+    # item descriptions only: a cut last title is worth a warning, not a refusal
+    for number, text in iter_lines(movies, MOVIES_FORMAT, encoding="latin-1",
+                                   final_line_break="warn"):
         fields = text.split("::")
         if len(fields) != 3:
             raise ConversionError(movies.name, f"{len(fields)} '::'-separated fields instead of 3",

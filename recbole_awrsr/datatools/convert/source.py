@@ -2,8 +2,9 @@
 
 Every converter reads its input through :func:`iter_lines`, so that all of them
 stream (memory does not grow with the input), decode strictly, report a bad
-line as ``file:line`` together with the format they expected, and show a
-progress bar on long inputs.
+line as ``file:line`` together with the format they expected, treat a last
+line without a line break as a sign of truncation, and show a progress bar on
+long inputs.
 """
 
 import gzip
@@ -22,6 +23,15 @@ from recbole_awrsr.errors import ConversionError
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 #: lines between two progress bar updates; updating on every line costs more than parsing it
 PROGRESS_EVERY = 65536
+#: what :func:`iter_lines` does with a last line that has no line break (see there)
+FINAL_LINE_BREAK = ("refuse", "warn", "ignore")
+#: characters of a cut line that messages show (its end: the cut is there)
+SHOWN_CHARS = 60
+
+
+def warn(message):
+    """Print one ``warning:`` line on stderr: something the user should check, not an error."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -69,13 +79,23 @@ class _ClosingMember(io.BufferedReader):
             self._archive.close()
 
 
-def iter_lines(source, expected, encoding="utf-8", skip_blank=True):
+def iter_lines(source, expected, encoding="utf-8", skip_blank=True, final_line_break="refuse"):
     """Yield ``(line_number, text)`` for each line of ``source``, without the line break.
 
     Decoding is strict (``latin-1`` never fails, for files published in it).
     Blank lines are skipped. A missing, unreadable or empty file, and bytes
     that do not decode, raise :class:`ConversionError` naming the file and line.
+
+    ``final_line_break`` says what a last line without a line break means. Every
+    published line-oriented file ends with one, so its absence means the file was
+    cut short, and a cut inside the last number passes every check with a wrong
+    value (``...::97732``, a 1970 timestamp): ``"refuse"`` raises naming the line;
+    ``"warn"`` prints one loud warning and converts (for files whose published
+    form could not be checked, or that only describe items); ``"ignore"`` is for
+    formats whose own syntax shows a cut (a JSON object per line).
     """
+    if final_line_break not in FINAL_LINE_BREAK:
+        raise ValueError(f"final_line_break must be one of {FINAL_LINE_BREAK}, not {final_line_break!r}")
     if isinstance(source, (str, os.PathLike)):
         source = Source(os.fspath(source))
     if not source.member and not os.path.isfile(source.path):
@@ -95,7 +115,9 @@ def iter_lines(source, expected, encoding="utf-8", skip_blank=True):
                 if progress is not None and number % PROGRESS_EVERY == 0:
                     progress.update(PROGRESS_EVERY)
                 if skip_blank and not text.strip():
-                    continue
+                    continue  # trailing spaces after the last line break cut nothing
+                if not raw.endswith(b"\n") and final_line_break != "ignore":
+                    _unterminated(source, number, text, expected, final_line_break)
                 data_lines += 1
                 yield number, text
     except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as error:
@@ -108,6 +130,23 @@ def iter_lines(source, expected, encoding="utf-8", skip_blank=True):
             progress.close()
     if data_lines == 0:
         raise ConversionError(source.name, "the file is empty (no data lines)", expected, 1)
+
+
+def _unterminated(source, number, text, expected, action):
+    """Refuse, or warn about, the last line ``number`` of ``source``, which has no line break."""
+    shown = text if len(text) <= SHOWN_CHARS else "..." + text[-SHOWN_CHARS:]
+    problem = f"the last line '{shown}' has no line break"
+    if action == "warn":
+        warn(f"{source.name}, line {number}: {problem}: the file may be truncated (a cut inside a "
+             f"number passes as another number); converted as it is, so compare the file's size "
+             f"with the published one")
+        return
+    fix = "add the missing final line break" + (
+        "" if source.member else f" (echo >> {source.path})")
+    raise ConversionError(
+        source.name, f"{problem}, so the file looks truncated (a download or copy cut short; a "
+        f"cut inside a number would pass as another number)",
+        f"{expected}, every line ending in a line break; if the file is complete, {fix}", number)
 
 
 def _progress(source):
