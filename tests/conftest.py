@@ -83,3 +83,28 @@ def random_sequences(batch, length, n_items, seed=0, min_len=1):
     positions = torch.arange(length).unsqueeze(0)
     seqs = seqs.masked_fill(positions >= lengths.unsqueeze(1), 0)
     return seqs, lengths
+
+
+#: refinement settings other than the defaults, one key changed at a time: the property
+#: tests (leakage, prefix consistency, trimming) run every one of them
+VARIANTS = [
+    {"refine_input": "centered"},
+    {"refine_input": "rownorm"},
+    {"refine_init": "scaled"},
+    {"refine_init": "identity"},
+    {"refine_temperature": "learned"},
+]
+
+
+def variant_id(variant):
+    """A readable test id for a dict of config overrides."""
+    return "-".join(f"{key.replace('refine_', '')}={value}" for key, value in variant.items())
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster, and far faster on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import MAX_LEN, REPO_ROOT, build, random_sequences
+from conftest import MAX_LEN, build, random_sequences
 from recbole_awrsr.analysis.__main__ import main
 from recbole_awrsr.analysis.attention import export_attention, user_sequence
 from recbole_awrsr.cli import main as cli_main

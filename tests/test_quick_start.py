@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from conftest import REPO_ROOT
 from recbole_awrsr import get_trainer, load_data_and_model, run_recbole_awrsr

@@ -11,20 +11,6 @@ N, HEADS, BATCH = 7, 2, 5
 
 #: the non-default settings of refine_input, refine_init and refine_temperature, one key
 #: changed at a time (config overrides; the model-level property tests run each of them)
-VARIANTS = [
-    {"refine_input": "centered"},
-    {"refine_input": "rownorm"},
-    {"refine_init": "scaled"},
-    {"refine_init": "identity"},
-    {"refine_temperature": "learned"},
-]
-
-
-def variant_id(variant):
-    """A readable test id for a dict of config overrides."""
-    return "-".join(f"{key.replace('refine_', '')}={value}" for key, value in variant.items())
-
-
 def attention_inputs(seed=0):
     """Causal, right-padded A, its masked logits and the additive mask, as a layer makes them."""
     generator = torch.Generator().manual_seed(seed)

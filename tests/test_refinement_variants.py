@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from conftest import MAX_LEN, build, random_sequences
+from conftest import MAX_LEN, VARIANTS, build, random_sequences, variant_id
 from recbole_awrsr import Config
 from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.model.refinement import MECHANISMS
-from test_refinement import BATCH, HEADS, N, VARIANTS, attention_inputs, mechanism, variant_id
+from test_refinement import BATCH, HEADS, N, attention_inputs, mechanism
 
 INPUTS = ["probs", "scores", "centered", "rownorm"]
 INITS = ["normal", "scaled", "identity"]

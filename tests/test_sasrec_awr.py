@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from conftest import MAX_LEN, build, random_sequences
-from test_refinement import VARIANTS, variant_id
+from conftest import MAX_LEN, VARIANTS, build, random_sequences, variant_id
 
 MECHANISMS = ["none", "simple", "value", "additive"]
 

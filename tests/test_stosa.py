@@ -6,8 +6,7 @@ import pytest
 import torch
 from recbole.data.interaction import Interaction
 
-from conftest import MAX_LEN, build, random_sequences
-from test_refinement import VARIANTS, variant_id
+from conftest import MAX_LEN, VARIANTS, build, random_sequences, variant_id
 from recbole_awrsr import Config, run_recbole_awrsr
 from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.model.targets import next_item_targets, sample_negatives
@@ -15,13 +14,7 @@ from recbole_awrsr.model.targets import next_item_targets, sample_negatives
 MECHANISMS = ["none", "simple", "value", "additive", "stochastic"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def first_batch(loader):

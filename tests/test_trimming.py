@@ -3,10 +3,9 @@
 import pytest
 import torch
 
-from conftest import MAX_LEN, build, random_sequences
+from conftest import MAX_LEN, VARIANTS, build, random_sequences, variant_id
 from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.model.trimming import auto_groups, length_groups, reassemble
-from test_refinement import VARIANTS, variant_id
 
 MECHANISMS = ["none", "simple", "value", "additive"]
 
