@@ -197,3 +197,49 @@ def test_item_files_without_final_line_break_warn_and_trailing_blanks_are_fine(t
     err = capsys.readouterr().err
     assert err.count("warning: ") == 1 and "movies.dat, line 1" in err and "::Dra'" in err
     assert read_rows("dataset_atomic/ml-1m/ml-1m.inter") == [HEADER, "1\t1193\t5\t978300760"]
+
+
+# ---------------------------------------------------------------- 3.10 stale temporaries
+
+def _aged(path, data=b"", seconds=3600):
+    """``path`` written with ``data`` and dated ``seconds`` ago, as a killed conversion leaves it."""
+    import time
+
+    write(path, data)
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+    return path
+
+
+def test_stale_temporaries_of_a_killed_conversion_are_removed_and_said(tmp_path, capsys):
+    folder = Path("dataset_atomic/pairs")
+    stale = [_aged(folder / ".pairs.k3j2h1_0.tmp.inter", b"1\t2\t1\t1\n" * 200_000),
+             _aged(folder / ".pairs.ab12cd34.tmp.item", b"item_id:token\n")]
+    others = [_aged(folder / ".pairs.notes.txt"), _aged(folder / "pairs.tmp.inter"),
+              _aged(folder / ".pairs.k3j2h1g0.tmp.zip"),  # a download's, not the writer's
+              _aged(folder / ".other.k3j2h1g0.tmp.inter"), _aged(folder / "keep.txt")]
+    pairs = write(tmp_path / "pairs.txt", PAIRS)
+    assert main(["convert", "pairs", str(pairs)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "removed 2 stale temporary files" in err
+    assert "dataset_atomic/pairs" in err and "1.6 MB" in err and ".pairs.k3j2h1_0.tmp.inter" in err
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in others)
+    assert sorted(os.listdir(folder)) == sorted([p.name for p in others] + ["pairs.inter"])
+
+
+def test_temporaries_of_a_running_conversion_are_left_alone(tmp_path, capsys):
+    import time
+
+    folder = Path("dataset_atomic/pairs")
+    fresh = write(folder / ".pairs.newer000.tmp.inter", b"being written")
+    later = time.time() + 60  # written after this run started
+    os.utime(fresh, (later, later))
+    pairs = write(tmp_path / "pairs.txt", PAIRS)
+    fcntl = pytest.importorskip("fcntl")
+    held = _aged(folder / ".pairs.held0000.tmp.inter", b"old, but its writer is alive")
+    with open(held, "rb") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # what a live writer holds
+        assert main(["convert", "pairs", str(pairs)]) == 0
+    assert fresh.exists() and held.exists()
+    assert capsys.readouterr().err == ""

@@ -4,13 +4,23 @@ A converter streams its rows into temporary files inside the target folder
 (:func:`recbole_awrsr.files.atomic_path`); only when every row has been written do
 they replace the real ``.inter`` and ``.item`` files. On any error the temporary
 files are removed, together with any folder this conversion created, so the output
-folder is left exactly as it was. An output folder that cannot be created or written
+folder is left exactly as it was. A conversion killed outright (SIGKILL, power
+loss) cannot clean up: the next conversion into the same folder removes the
+temporary files it left (see :func:`remove_stale_temporaries`). An output folder that cannot be created or written
 (a file in its place, read-only, permission denied, disk full) is a
 :class:`~recbole_awrsr.errors.ConversionError` naming the folder, not a traceback.
 """
 
 import contextlib
 import os
+import re
+import sys
+import time
+
+try:
+    import fcntl  # POSIX: a live writer holds a lock on its temporary files
+except ImportError:  # pragma: no cover - Windows: the age of a file decides alone
+    fcntl = None
 
 from recbole_awrsr.errors import ConversionError
 from recbole_awrsr.files import atomic_path
@@ -31,6 +41,65 @@ def output_error(folder, error):
         reason += f": {os.fspath(named)}"
     return ConversionError(folder, f"cannot create or write the output folder ({reason})",
                            "a folder you can write to (see --output-dir)")
+
+
+def _temporary_name(name):
+    """A regex matching the temporary files this writer makes for dataset ``name``.
+
+    They are :func:`atomic_path`'s names for ``<name>.inter`` and ``<name>.item``:
+    ``.<name>.<random>.tmp.inter`` and ``.<name>.<random>.tmp.item``. Nothing else
+    in the folder matches (a download's ``.tmp.zip`` does not).
+    """
+    return re.compile(rf"\.{re.escape(name)}\.[A-Za-z0-9_]+\.tmp\.(inter|item)")
+
+
+def _held_by_a_live_writer(path):
+    """Whether a running conversion still holds ``path`` (its lock dies with its process)."""
+    if fcntl is None:
+        return False
+    try:
+        with open(path, "rb") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    except OSError:
+        pass  # unreadable, or no locks on this file system: its age decides
+    return False
+
+
+def remove_stale_temporaries(folder, name, started):
+    """Remove the temporary files a killed conversion of ``name`` left in ``folder``; returns them.
+
+    Only files with this writer's temporary names (:func:`_temporary_name`), last
+    written before ``started`` (this run's start, a ``time.time()``) and not locked
+    by a live writer: a conversion running beside this one keeps its files. Says
+    what it removed in one line on stderr.
+    """
+    pattern, removed, size = _temporary_name(name), [], 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed  # a missing or unreadable folder is reported when it is written
+    for entry in entries:
+        if not pattern.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            stat = entry.stat(follow_symlinks=False)
+            if stat.st_mtime >= started or _held_by_a_live_writer(entry.path):
+                continue
+            os.remove(entry.path)
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove: leave it
+        removed.append(entry.name)
+        size += stat.st_size
+    if removed:
+        names = ", ".join(sorted(removed))
+        print(f"note: removed {len(removed)} stale temporary file{'s' if len(removed) > 1 else ''} "
+              f"({size / 1e6:.1f} MB) left in {folder} by an interrupted conversion: {names}",
+              file=sys.stderr)
+    return removed
 
 
 def _file_in_the_way(folder):
@@ -56,6 +125,13 @@ class AtomicFile:
         self.handle = open(self.temp, "w", encoding="utf-8", newline="\n")
         # closed before the stack publishes or drops the file (a no-op if already closed)
         stack.callback(self.handle.close)
+        if fcntl is not None:
+            # marks the file as alive for remove_stale_temporaries; released when it is closed,
+            # or when the process dies, however it dies
+            try:
+                fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                pass  # no locks on this file system: the file's age protects it instead
         self.handle.write("\t".join(header) + "\n")
         self.rows = 0
 
@@ -87,6 +163,8 @@ class DatasetWriter:
         self.written = []
 
     def __enter__(self):
+        started = time.time()
+        remove_stale_temporaries(self.folder, self.name, started)
         # remember which folders we create, to remove exactly those on failure
         missing, path = [], os.path.abspath(self.folder)
         while not os.path.exists(path):
