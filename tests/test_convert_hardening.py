@@ -243,3 +243,27 @@ def test_temporaries_of_a_running_conversion_are_left_alone(tmp_path, capsys):
         assert main(["convert", "pairs", str(pairs)]) == 0
     assert fresh.exists() and held.exists()
     assert capsys.readouterr().err == ""
+
+
+# ---------------------------------------------------------------- 3.11 download --sha256 nothex
+
+@pytest.mark.parametrize("value", ["nothex", "0" * 63, "g" * 64, "0" * 65, " " + "0" * 64, ""])
+def test_download_refuses_a_sha256_that_is_not_64_hex_digits_before_touching_the_archive(
+        capsys, value):
+    archive = write("dataset_atomic/ml-1m/ml-1m.zip", b"an archive fetched earlier")
+    message = failing(["download", "ml-1m", "--sha256", value], capsys)
+    assert f"--sha256 {value!r}" in message and "64 hexadecimal digits" in message
+    assert archive.read_bytes() == b"an archive fetched earlier"
+    assert os.listdir("dataset_atomic/ml-1m") == ["ml-1m.zip"]
+
+
+def test_download_accepts_an_upper_case_sha256(tmp_path, capsys):
+    import hashlib
+
+    from recbole_awrsr.datatools import download
+    from recbole_awrsr.errors import ConversionError
+
+    archive = write("dataset_atomic/ml-1m/ml-1m.zip", b"not the real archive")
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    with pytest.raises(ConversionError, match="is not a readable zip"):
+        download.download("ml-1m", sha256=digest.upper())  # hash accepted; the zip is then read

@@ -16,6 +16,7 @@ given hash, a mismatch deletes the file and fails.
 
 import hashlib
 import os
+import re
 import shutil
 import urllib.error
 import urllib.request
@@ -99,8 +100,14 @@ def download(dataset, output_dir="dataset_atomic", sha256=None, timeout=DEFAULT_
 
     The archive is kept as ``<output_dir>/<dataset>/<filename>`` (so a re-run,
     e.g. with ``--sha256``, does not fetch again). Raises :class:`DownloadError`
-    with the manual steps when there is no archive, no network, or a bad hash.
+    with the manual steps when there is no archive, no network, or a bad hash, and
+    before touching any file when ``sha256`` is not 64 hexadecimal digits.
     """
+    # before anything else: a mistyped hash would otherwise end in "mismatch, file deleted"
+    if sha256 is not None and not re.fullmatch(r"[0-9A-Fa-f]{64}", sha256):
+        raise DownloadError(f"--sha256 {sha256!r} is not a SHA-256: expected 64 hexadecimal digits "
+                            f"(0-9, a-f), as printed by `sha256sum FILE`; nothing was fetched, "
+                            f"checked or deleted")
     check_dataset(dataset)
     if dataset not in ARCHIVES:
         raise DownloadError(f"'{dataset}' has no official archive that can be fetched "
