@@ -267,3 +267,35 @@ def test_download_accepts_an_upper_case_sha256(tmp_path, capsys):
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     with pytest.raises(ConversionError, match="is not a readable zip"):
         download.download("ml-1m", sha256=digest.upper())  # hash accepted; the zip is then read
+
+
+# ---------------------------------------------------------------- 3.12 encoding traps
+
+BOM = "\ufeff"
+
+
+def test_a_utf8_bom_before_the_header_is_not_data(tmp_path):
+    ratings = write(tmp_path / "anime" / "rating.csv", BOM + "user_id,anime_id,rating\r\n1,20,-1\r\n1,24,8\r\n")
+    assert main(["convert", "anime", str(ratings)]) == 0
+    assert read_rows("dataset_atomic/anime/anime.inter") == [HEADER, "1\t20\t-1\t2", "1\t24\t8\t3"]
+    dat = write(tmp_path / "ratings.dat", BOM + "1::1193::5::978300760\n")
+    assert main(["convert", "ml-1m", str(dat)]) == 0
+    assert read_rows("dataset_atomic/ml-1m/ml-1m.inter") == [HEADER, "1\t1193\t5\t978300760"]
+
+
+def test_invisible_characters_are_visible_in_the_message(tmp_path, capsys):
+    ratings = write(tmp_path / "rating.csv", "user_id,anime_id,rating\n1,2\u200b0,8\n")
+    message = failing(["convert", "anime", str(ratings)], capsys)
+    assert "line 2" in message and "anime_id '2\\u200b0'" in message
+
+
+def test_movies_dat_resaved_as_utf8_keeps_its_titles(tmp_path):
+    movies = ("73::Misérables, Les (1995)::Drama|Musical\n"
+              "1001::Associate, The (L'Associe)(1982)::Comedy\n")
+    for encoding, prefix in (("latin-1", ""), ("utf-8", ""), ("utf-8", BOM)):
+        folder = tmp_path / encoding / prefix.encode("unicode_escape").decode()
+        write(folder / "ratings.dat", "1::73::5::978300760\n")
+        write(folder / "movies.dat", (prefix + movies).encode(encoding))
+        assert main(["convert", "ml-1m", str(folder)]) == 0
+        assert read_rows("dataset_atomic/ml-1m/ml-1m.item")[1:] == [
+            "73\tMisérables, Les\t1995\tDrama Musical", "1001\tAssociate, The (L'Associe)\t1982\tComedy"]

@@ -63,9 +63,11 @@ def convert(input_path, output_dir, name="ml-1m"):
 
 
 def _write_movies(movies, item_file):
-    # GroupLens publishes movies.dat in ISO-8859-1 (e.g. "Misérables"); output is UTF-8
-    # item descriptions only: a cut last title is worth a warning, not a refusal
-    for number, text in iter_lines(movies, MOVIES_FORMAT, encoding="latin-1",
+    # GroupLens publishes movies.dat in ISO-8859-1 (e.g. "Misérables"); output is UTF-8. A copy
+    # re-saved as UTF-8 read as latin-1 would give "MisÃ©rables" silently, so UTF-8 is tried
+    # first: the published file is not valid UTF-8 ("é" is the lone byte 0xE9), so it falls back.
+    # Item descriptions only: a cut last title is worth a warning, not a refusal.
+    for number, text in iter_lines(movies, MOVIES_FORMAT, encoding=("utf-8", "latin-1"),
                                    final_line_break="warn"):
         fields = text.split("::")
         if len(fields) != 3:

@@ -7,6 +7,7 @@ line without a line break as a sign of truncation, and show a progress bar on
 long inputs.
 """
 
+import codecs
 import gzip
 import io
 import os
@@ -83,7 +84,11 @@ def iter_lines(source, expected, encoding="utf-8", skip_blank=True, final_line_b
     """Yield ``(line_number, text)`` for each line of ``source``, without the line break.
 
     Decoding is strict (``latin-1`` never fails, for files published in it).
-    Blank lines are skipped. A missing, unreadable or empty file, and bytes
+    ``encoding`` may be a tuple of candidates: the first that decodes the whole
+    file is used (``("utf-8", "latin-1")`` for a latin-1 file that users may have
+    re-saved as UTF-8). A UTF-8 byte-order mark before the first line is dropped:
+    editors on Windows add it, and it is invisible in an error message. Blank
+    lines are skipped. A missing, unreadable or empty file, and bytes
     that do not decode, raise :class:`ConversionError` naming the file and line.
 
     ``final_line_break`` says what a last line without a line break means. Every
@@ -101,13 +106,18 @@ def iter_lines(source, expected, encoding="utf-8", skip_blank=True, final_line_b
     if not source.member and not os.path.isfile(source.path):
         problem = "is a folder, not a file" if os.path.isdir(source.path) else "no such file"
         raise ConversionError(source.name, problem, expected)
+    if isinstance(encoding, tuple):
+        encoding = pick_encoding(source, encoding)
+    is_utf8 = codecs.lookup(encoding).name == "utf-8"
     progress = _progress(source)
     number, data_lines = 0, 0
     try:
         with source.open_binary() as handle:
             for number, raw in enumerate(handle, start=1):
                 try:
-                    text = raw.decode(encoding).rstrip("\r\n")
+                    # utf-8-sig drops a byte-order mark, which only the first line may carry
+                    codec = "utf-8-sig" if number == 1 and is_utf8 else encoding
+                    text = raw.decode(codec).rstrip("\r\n")
                 except UnicodeDecodeError as error:
                     raise ConversionError(
                         source.name, f"bytes that are not valid {encoding} ({error.reason} "
@@ -132,10 +142,36 @@ def iter_lines(source, expected, encoding="utf-8", skip_blank=True, final_line_b
         raise ConversionError(source.name, "the file is empty (no data lines)", expected, 1)
 
 
+def pick_encoding(source, candidates):
+    """The first of ``candidates`` that decodes all of ``source`` (the last one if none does).
+
+    Reads the file once more, which the item files this is for (``movies.dat``,
+    170 KB) can afford; the last candidate should be one that never fails (``latin-1``).
+    """
+    for encoding in candidates[:-1]:
+        decoder = codecs.getincrementaldecoder(encoding)()
+        try:
+            with source.open_binary() as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    decoder.decode(chunk)
+                decoder.decode(b"", final=True)
+            return encoding
+        except UnicodeDecodeError:
+            continue
+        except (OSError, EOFError, zlib.error, zipfile.BadZipFile):
+            break  # an unreadable file: the reading itself reports it, naming the line
+    return candidates[-1]
+
+
+def shown(text):
+    """``text`` for a message, with invisible characters (a BOM, a zero-width space) escaped."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(text))
+
+
 def _unterminated(source, number, text, expected, action):
     """Refuse, or warn about, the last line ``number`` of ``source``, which has no line break."""
-    shown = text if len(text) <= SHOWN_CHARS else "..." + text[-SHOWN_CHARS:]
-    problem = f"the last line '{shown}' has no line break"
+    end = text if len(text) <= SHOWN_CHARS else "..." + text[-SHOWN_CHARS:]
+    problem = f"the last line '{shown(end)}' has no line break"
     if action == "warn":
         warn(f"{source.name}, line {number}: {problem}: the file may be truncated (a cut inside a "
              f"number passes as another number); converted as it is, so compare the file's size "
@@ -166,7 +202,7 @@ def parse_int(text, what, source, number, expected):
     """``text`` as a non-negative integer, or a :class:`ConversionError` for that line."""
     text = text.strip()
     if not text.isdigit() or not text.isascii():
-        raise ConversionError(source, f"{what} '{text}' is not a non-negative integer",
+        raise ConversionError(source, f"{what} '{shown(text)}' is not a non-negative integer",
                               expected, number)
     return int(text)
 
@@ -178,7 +214,7 @@ def parse_float(text, what, source, number, expected):
     except (TypeError, ValueError):
         value = None
     if value is None or value != value or value in (float("inf"), float("-inf")):
-        raise ConversionError(source, f"{what} '{str(text).strip()}' is not a number",
+        raise ConversionError(source, f"{what} '{shown(str(text).strip())}' is not a number",
                               expected, number)
     return value
 
