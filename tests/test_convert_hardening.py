@@ -299,3 +299,84 @@ def test_movies_dat_resaved_as_utf8_keeps_its_titles(tmp_path):
         assert main(["convert", "ml-1m", str(folder)]) == 0
         assert read_rows("dataset_atomic/ml-1m/ml-1m.item")[1:] == [
             "73\tMisérables, Les\t1995\tDrama Musical", "1001\tAssociate, The (L'Associe)\t1982\tComedy"]
+
+
+# ---------------------------------------------------------------- 2 anime: the published rating.csv
+
+ANIME_HEADER = b"user_id,anime_id,rating\r\n"
+
+
+def _shared(relative):
+    path = SHARED_DATA / relative
+    if not path.is_file():
+        pytest.skip(f"real data not available: {path} is missing (../shared/data beside the repo)")
+    return path
+
+
+def test_real_anime_tail_with_header_converts_and_is_said_not_to_be_the_published_file(
+        tmp_path, capsys):
+    tail = _shared("anime/rating_tail_part23.csv").read_bytes()
+    ratings = write(tmp_path / "anime" / "rating.csv", ANIME_HEADER + tail)  # CRLF kept
+    write(tmp_path / "anime" / "anime.csv", _shared("anime/anime.csv").read_bytes())
+    assert tail.count(b"\r\n") == tail.count(b"\n") == 97_470
+    assert main(["convert", "anime", str(ratings)]) == 0
+    rows = read_rows("dataset_atomic/anime/anime.inter")
+    assert rows[0] == HEADER and len(rows) == 1 + 97_470
+    # the README's figures: first and last lines, users, anime, unrated rows
+    assert rows[1:4] == ["72561\t5\t9\t2", "72561\t19\t9\t3", "72561\t24\t5\t4"]
+    assert rows[-1] == "73516\t8074\t9\t97471"
+    fields = [row.split("\t") for row in rows[1:]]
+    assert len({f[0] for f in fields}) == 956 and len({f[1] for f in fields}) == 5_560
+    assert sum(f[2] == "-1" for f in fields) == 19_319
+    assert [int(f[3]) for f in fields] == list(range(2, 97_472))  # line numbers, CRLF or not
+    # what dataset_atomic/README.md says of the order: each user's rows by ascending anime_id
+    last = {}
+    for user, item, *_ in fields:
+        assert int(item) > last.get(user, -1)
+        last[user] = int(item)
+    assert len(read_rows("dataset_atomic/anime/anime.item")) == 1 + 12_294
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("note: ")
+    assert f"{len(ANIME_HEADER) + len(tail):,} bytes" in err and "111,404,899" in err
+    assert "not the published rating.csv" in err and "will not match" in err
+
+
+def _fingerprint_of(monkeypatch, data):
+    """Make ``data`` the published rating.csv for the converter, as if it were Kaggle's file."""
+    import hashlib
+
+    from recbole_awrsr.datatools.convert import anime
+
+    monkeypatch.setattr(anime, "PUBLISHED_RATINGS",
+                        anime.Fingerprint(len(data), hashlib.sha256(data).hexdigest()))
+
+
+def test_the_published_rating_csv_is_recognised_by_size_then_hash(tmp_path, capsys, monkeypatch):
+    data = b"user_id,anime_id,rating\r\n1,20,-1\r\n1,24,8\r\n"
+    ratings = write(tmp_path / "rating.csv", data)
+    _fingerprint_of(monkeypatch, data)
+    assert main(["convert", "anime", str(ratings)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is the published rating.csv" in err and "SHA-256" in err
+    # the same size, other bytes: a damaged copy
+    write(ratings, data.replace(b"8", b"9"))
+    assert main(["convert", "anime", str(ratings)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not the published rating.csv" in err
+    assert "same size" in err and "SHA-256" in err and "will not match" in err
+
+
+def test_the_hash_is_computed_only_when_the_size_matches(tmp_path, capsys, monkeypatch):
+    from recbole_awrsr.datatools.convert import anime
+
+    def no_hashing(*args, **kwargs):
+        raise AssertionError("hashed a file whose size already differs")
+
+    monkeypatch.setattr(anime, "file_digest", no_hashing)
+    ratings = write(tmp_path / "rating.csv", "user_id,anime_id,rating\n1,20,-1\n")
+    assert main(["convert", "anime", str(ratings)]) == 0
+    assert "not the published rating.csv (32 bytes" in capsys.readouterr().err
+    # a file by another name is the user's own: nothing is said about it
+    other = write(tmp_path / "my_ratings.csv", "user_id,anime_id,rating\n1,20,-1\n")
+    assert main(["convert", "anime", str(other)]) == 0
+    assert capsys.readouterr().err == ""

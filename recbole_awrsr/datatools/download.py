@@ -14,7 +14,6 @@ archive's SHA-256, and the user confirms it with ``--sha256``. With a pinned or
 given hash, a mismatch deletes the file and fails.
 """
 
-import hashlib
 import os
 import re
 import shutil
@@ -23,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from recbole_awrsr.datatools.convert import amazon_category, check_dataset, convert
+from recbole_awrsr.datatools.convert.source import file_digest
 from recbole_awrsr.errors import DownloadError
 from recbole_awrsr.files import atomic_path
 
@@ -74,15 +74,6 @@ def manual_steps(dataset, output_dir="dataset_atomic"):
     return (f"Manual steps: (1) on a machine with network, get {files} from {where}; "
             f"(2) put the download in {folder}/ here; (3) run `python -m recbole_awrsr.data convert "
             f"{dataset} {os.path.join(folder, argument)} --output-dir {output_dir}`.")
-
-
-def file_digest(path, algorithm="sha256"):
-    """Hex digest (SHA-256 unless told) of a file, read in chunks."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fetch(url, target, timeout=DEFAULT_TIMEOUT, opener=None):

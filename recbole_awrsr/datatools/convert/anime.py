@@ -4,13 +4,20 @@
 watched without a rating) has no timestamps: an interaction's timestamp is its
 line number in ``rating.csv``, so a user's order is the file's order (see
 dataset_atomic/README.md for what that means for leave-one-out).
+
+A file named ``rating.csv`` is compared with the published one (size, then
+SHA-256 only when the size matches), and one line says whether it is that file:
+a part or another version converts as well, but its numbers are not comparable
+with published results.
 """
 
 import csv
 import os
+import sys
+from dataclasses import dataclass
 
 from recbole_awrsr.datatools.convert.source import (
-    format_number, iter_lines, parse_float, parse_int,
+    file_digest, format_number, iter_lines, parse_float, parse_int,
 )
 from recbole_awrsr.datatools.convert.writer import DatasetWriter
 from recbole_awrsr.errors import ConversionError
@@ -23,6 +30,40 @@ INPUT_FORMAT = "Kaggle's rating.csv (anime.csv beside it becomes the .item file)
 # 'rating' is already an .inter column; RecBole wants field names unique across files
 ITEM_HEADER = ("item_id:token", "name:token_seq", "genre:token_seq", "type:token",
                "episodes:float", "avg_rating:float", "members:float")
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Size in bytes and SHA-256 of a published file."""
+    size: int
+    sha256: str
+
+
+#: Kaggle's rating.csv (CooperUnion, 2016), as two independent public sources give it
+#: (see ../shared/data/anime/README.md): 7,813,737 rows, 73,515 users
+PUBLISHED_RATINGS = Fingerprint(111_404_899,
+                                "f2cf790539cff9c7ac462d546381493a5748fc22bedaaf3fbf32d2e10294ab62")
+
+
+def published_verdict(path):
+    """One line saying whether ``path`` is the published ``rating.csv``; None for other names.
+
+    The size decides first, so that a different file is never read twice; the
+    hash is computed only for a file of the published size.
+    """
+    if os.path.basename(path) != "rating.csv":
+        return None  # the user's own file: nothing to compare it with
+    size, published = os.path.getsize(path), PUBLISHED_RATINGS
+    mismatch = (f"it is converted, but results on it will not match published Anime numbers "
+                f"(the paper's, or others' on Kaggle's file)")
+    if size != published.size:
+        return (f"{path} is not the published rating.csv ({size:,} bytes; the published one has "
+                f"{published.size:,}): a part or another version; {mismatch}")
+    actual = file_digest(path)
+    if actual != published.sha256:
+        return (f"{path} is not the published rating.csv: the same size ({size:,} bytes) but "
+                f"SHA-256 {actual}, not {published.sha256} (a damaged or edited copy); {mismatch}")
+    return f"{path} is the published rating.csv ({size:,} bytes, SHA-256 matches Kaggle's file)"
 
 
 def locate(input_path):
@@ -56,6 +97,10 @@ def convert(input_path, output_dir, name="anime", drop_unrated=False):
                                   "ratings with --drop-unrated)", RATINGS_FORMAT, 2)
         if anime is not None:
             _write_anime(anime, out.open_item(ITEM_HEADER))
+    # said after a successful conversion only: a failing one has its own one-line error
+    verdict = published_verdict(ratings)
+    if verdict is not None:
+        print(f"note: {verdict}", file=sys.stderr)
     return out
 
 

@@ -9,6 +9,7 @@ long inputs.
 
 import codecs
 import gzip
+import hashlib
 import io
 import os
 import sys
@@ -222,3 +223,12 @@ def parse_float(text, what, source, number, expected):
 def format_number(value):
     """A float written without a useless ``.0`` (``5``, ``4.5``, ``978300760``) and without loss."""
     return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def file_digest(path, algorithm="sha256"):
+    """Hex digest (SHA-256 unless told) of a file, read in chunks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
