@@ -54,8 +54,8 @@ def published_verdict(path):
     if os.path.basename(path) != "rating.csv":
         return None  # the user's own file: nothing to compare it with
     size, published = os.path.getsize(path), PUBLISHED_RATINGS
-    mismatch = (f"it is converted, but results on it will not match published Anime numbers "
-                f"(the paper's, or others' on Kaggle's file)")
+    mismatch = ("it is converted, but results on it will not match published Anime numbers "
+                "(the paper's, or others' on Kaggle's file)")
     if size != published.size:
         return (f"{path} is not the published rating.csv ({size:,} bytes; the published one has "
                 f"{published.size:,}): a part or another version; {mismatch}")
