@@ -108,3 +108,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def read_rows(path):
+    """Lines of an atomic file, header included, without line breaks."""
+    return Path(path).read_text(encoding="utf-8").splitlines()
+
+
+def snapshot(folder):
+    """Everything under ``folder`` (relative path -> bytes), or None when it does not exist."""
+    folder = Path(folder)
+    if not folder.exists():
+        return None
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else "dir")
+            for p in sorted(folder.rglob("*"))}

@@ -11,26 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import read_rows, snapshot
 from recbole_awrsr.cli import main as cli_main
 from recbole_awrsr.datatools.cli import main
 from recbole_awrsr.datatools.convert import convert, source
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
-
-
-def read_rows(path):
-    """Lines of an atomic file, header included, without line breaks."""
-    return Path(path).read_text(encoding="utf-8").splitlines()
-
-
-def snapshot(folder):
-    """Everything under ``folder`` (relative path -> bytes), or None when it does not exist."""
-    folder = Path(folder)
-    if not folder.exists():
-        return None
-    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else "dir")
-            for p in sorted(folder.rglob("*"))}
 
 
 def write(path, data):

@@ -172,15 +172,9 @@ class DatasetWriter:
             path = os.path.dirname(path)
         self._created = missing  # deepest first
         self._files = contextlib.ExitStack()
-        try:
+        with self._aborting_on_error():
             os.makedirs(self.folder, exist_ok=True)
             self.inter = AtomicFile(self._files, self.folder, f"{self.name}.inter", INTER_HEADER)
-        except OSError as error:
-            self._abort(error)
-            raise output_error(self.folder, error) from None
-        except BaseException as error:
-            self._abort(error)
-            raise
         return self
 
     def open_item(self, header):
@@ -195,16 +189,10 @@ class DatasetWriter:
         if exc_type is not None:
             self._abort(exc)
             return False
-        try:
+        with self._aborting_on_error():
             for atomic in (self.inter, self.item):
                 if atomic is not None:
                     atomic.handle.close()  # a full disk shows up here, before anything is replaced
-        except OSError as error:
-            self._abort(error)
-            raise output_error(self.folder, error) from None
-        except BaseException as error:
-            self._abort(error)
-            raise
         try:
             # publishes every file; a file that cannot be replaced (a folder in its place)
             # makes every atomic_path drop its temporary file on the way out
@@ -216,6 +204,18 @@ class DatasetWriter:
         except OSError as error:
             raise output_error(self.folder, error) from None
         return False
+
+    @contextlib.contextmanager
+    def _aborting_on_error(self):
+        """Any error inside drops everything written; an OS error becomes one line naming the folder."""
+        try:
+            yield
+        except OSError as error:
+            self._abort(error)
+            raise output_error(self.folder, error) from None
+        except BaseException as error:
+            self._abort(error)
+            raise
 
     def _abort(self, error):
         # handing the error to the stack makes each atomic_path drop its temporary file
