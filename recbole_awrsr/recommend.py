@@ -57,7 +57,6 @@ BATCH = 256
 ROW_FIELD = "recommend_row"
 
 
-
 @dataclass
 class Loaded:
     """One checkpoint, loaded once, with the lookups every query needs.
