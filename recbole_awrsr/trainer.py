@@ -88,15 +88,17 @@ class PluginTrainerMixin:
             stem, ext = os.path.splitext(self.saved_model_file)
             self.saved_model_file = f"{stem}-{uuid.uuid4().hex[:6]}{ext}"
         self.last_eval_struct = None
-        evaluate = self.evaluator.evaluate
+        evaluator = getattr(self, "evaluator", None)  # every RecBole trainer has one today
+        if evaluator is not None:
+            evaluate = evaluator.evaluate
 
-        def keep_struct(struct):
-            # RecBole's collector hands its data out once and clears it: the per-user
-            # numbers of the last evaluation (compare's paired test) are read from here
-            self.last_eval_struct = struct
-            return evaluate(struct)
+            def keep_struct(struct):
+                # RecBole's collector hands its data out once and clears it: the per-user
+                # numbers of the last evaluation (compare's paired test) are read from here
+                self.last_eval_struct = struct
+                return evaluate(struct)
 
-        self.evaluator.evaluate = keep_struct
+            evaluator.evaluate = keep_struct
 
     def _history_enabled(self):
         # an unset key means the default: on
