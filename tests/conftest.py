@@ -122,3 +122,17 @@ def snapshot(folder):
         return None
     return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else "dir")
             for p in sorted(folder.rglob("*"))}
+
+
+#: the real data folder beside the repository (tests that read it skip without it)
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+#: the header of an atomic .inter file the converters write
+HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
+
+
+def write(path, data):
+    """Write text (UTF-8) or bytes to ``path``, making its folder, and return it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
+    return path

@@ -6,21 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import read_rows, snapshot
+from conftest import HEADER, SHARED_DATA, read_rows, snapshot, write
 from recbole_awrsr.cli import main as cli_main
 from recbole_awrsr.datatools.cli import main
-
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
-
-
-def write(path, data):
-    """Write text (UTF-8) or bytes to ``path`` and return it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
-    return path
-
 
 def failing(argv, capsys):
     """Run a data command that must fail; return its one ``error:`` line."""
