@@ -215,6 +215,23 @@ VALIDATION_COLUMNS = [
 ]
 
 
+def valid_sharpness(frame):
+    """``frame`` with refined-weight sharpness that is not a measurement blanked (NaN).
+
+    A relative entropy lies in [0, 1]. Rows written before the measure took signed
+    weights as |w| / sum |w| (``value``'s Ã, see :mod:`recbole_awrsr.model.sharpness`)
+    have entropies outside it, and their recent mass is a signed sum: both are dropped.
+    """
+    frame = frame.copy()
+    if "valid_refined_entropy" in frame:
+        entropy = pd.to_numeric(frame["valid_refined_entropy"], errors="coerce")
+        stale = (entropy < -1e-6) | (entropy > 1 + 1e-6)
+        for column in ("valid_refined_entropy", "valid_refined_recent"):
+            if column in frame:
+                frame[column] = pd.to_numeric(frame[column], errors="coerce").mask(stale)
+    return frame
+
+
 def validation_markdown(frame):
     """The table settings are chosen from: validation metrics and attention sharpness.
 
@@ -223,7 +240,7 @@ def validation_markdown(frame):
     sharpness on validation sequences (relative row entropy, mass on the 5 most
     recent items; Ã the weights used, A the first-order ones), best epoch and time.
     """
-    frame = frame.copy()
+    frame = valid_sharpness(frame)
     if "variant" not in frame:
         frame["variant"] = ""
     labels = short_variants(frame)
@@ -299,7 +316,7 @@ def sharpness_figure(frame):
     variant); the dotted line marks the first-order weights' mean entropy of the
     ``none`` runs. Returns the matplotlib figure (None when no run has sharpness).
     """
-    frame = frame.copy()
+    frame = valid_sharpness(frame)
     if "valid_refined_entropy" not in frame or frame["valid_refined_entropy"].isna().all():
         return None
     if "variant" not in frame:

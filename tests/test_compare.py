@@ -244,6 +244,24 @@ def test_sharpness_figure_has_a_point_per_run_and_none_without_sharpness():
     assert axis.lines[0].get_xdata()[0] == pytest.approx(0.8)  # none's first-order entropy
 
 
+def test_validation_table_blanks_entropies_that_are_not_measurements():
+    from recbole_awrsr.tables import validation_markdown
+
+    frame = synthetic_results()
+    frame["valid_ndcg@10"] = 0.05
+    # value's rows from before signed weights were measured by |w|: entropy < 0, signed mass
+    frame["valid_refined_entropy"] = [0.8, 0.6, -1.2] * 3
+    frame["valid_refined_recent"] = [0.4, 0.5, 0.7] * 3
+    frame["valid_first_entropy"] = 0.8
+    header, rows = markdown_rows(validation_markdown(frame), "### d, n_layers = 1")
+    cells = {label: dict(zip(header[1:], entries)) for label, entries in rows.items()}
+    assert cells["SASRecAWR + simple"]["entropy Ã"].startswith("0.600")
+    assert cells["SASRecAWR + simple"]["recent-5 Ã"].startswith("0.500")
+    assert cells["SASRecAWR + value"]["entropy Ã"] == ""
+    assert cells["SASRecAWR + value"]["recent-5 Ã"] == ""
+    assert cells["SASRecAWR + value"]["entropy A"].startswith("0.800")
+
+
 def test_other_shared_keys_or_config_files_run_anew(tiny_config_dict, tmp_path, monkeypatch):
     """Finished cells are reused only under the same keys and config-file contents: a rerun
     with --epochs=3 in the same folder does not take the 2-epoch rows as its own."""

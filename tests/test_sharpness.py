@@ -44,6 +44,25 @@ def test_uniform_one_hot_and_hand_computed_rows():
     assert row_sharpness(weights, allowed, seq != 0)["entropy"] == pytest.approx(expected)
 
 
+def test_signed_rows_are_measured_by_their_absolute_weight():
+    # value's Ã mixes positions with signed weights: a row is measured as |w| / sum |w|
+    seq = torch.arange(1, 8).unsqueeze(0)
+    allowed = allowed_keys(seq)
+    uniform = allowed.float() / allowed.float().sum(-1, keepdim=True)
+    signed = uniform.clone()
+    signed[0, 0, 2, :3] = torch.tensor([1.0, -0.5, -0.5])  # sums to 0, |w| = (0.5, 0.25, 0.25)
+    signed[0, 0, 6] = -2.0 * signed[0, 0, 6]  # a negated, rescaled uniform row: still uniform
+    entropy_row2 = -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)) / math.log(3)
+    result = row_sharpness(signed, allowed, seq != 0, recent=5)
+    assert result["entropy"] == pytest.approx((5 * 1.0 + entropy_row2) / 6)
+    assert result["recent"] == pytest.approx((5 / 6 + 5 / 7) / 2)
+    # weight on blocked keys does not count, and a row with none on its allowed keys is skipped
+    leaky = uniform.clone()
+    leaky[0, 0, 1, 5] = 3.0
+    leaky[0, 0, 3] = 0.0
+    assert row_sharpness(leaky, allowed, seq != 0)["entropy"] == pytest.approx(1.0)
+
+
 def test_padding_rows_are_not_counted():
     seq = torch.tensor([[3, 4, 0, 0]])
     allowed = allowed_keys(seq)
@@ -54,10 +73,14 @@ def test_padding_rows_are_not_counted():
 
 
 @pytest.mark.parametrize("model_name, mechanism", [("SASRecAWR", "none"), ("SASRecAWR", "simple"),
-                                                   ("STOSAAWR", "stochastic")])
+                                                   ("SASRecAWR", "value"), ("STOSAAWR", "stochastic")])
 def test_model_sharpness_matches_the_kept_weights(tiny_config_dict, model_name, mechanism):
     config, net, train_data, _, _ = build(model_name, config_dict=tiny_config_dict,
                                           refine_mechanism=mechanism)
+    if mechanism == "value":  # move W_v' off the identity so that Ã has negative entries
+        with torch.no_grad():
+            for layer in net.attention_layers():
+                layer.refinement.w_value.add_(0.5 * torch.randn_like(layer.refinement.w_value))
     seqs, _ = random_sequences(16, config["MAX_ITEM_LIST_LENGTH"], train_data.dataset.item_num, seed=3)
     net.train()
     state = torch.get_rng_state()
@@ -75,6 +98,9 @@ def test_model_sharpness_matches_the_kept_weights(tiny_config_dict, model_name, 
     assert result["refined_entropy"] == pytest.approx(expected_refined["entropy"])
     assert result["first_entropy"] == pytest.approx(expected_first["entropy"])
     assert 0.0 < result["refined_entropy"] <= 1.0 + 1e-6
+    assert 0.0 < result["refined_recent"] <= 1.0 + 1e-6
+    if mechanism == "value":
+        assert (module.refined_weights < 0).any()  # the case the |w| measure is for
     if mechanism == "none":
         assert result["refined_entropy"] == pytest.approx(result["first_entropy"])
         assert result["refined_recent"] == pytest.approx(result["first_recent"])

@@ -13,6 +13,12 @@ weights on the most recent items).
   weight on the ``RECENT`` most recent allowed keys (the query's own position and
   the ones just before it): a uniform row puts RECENT / L there.
 
+Both are taken of p = |w| / sum |w| over a row's allowed keys, which is the row w
+itself when w is a distribution (softmax rows: A and the Ã of ``none``, ``simple``,
+``additive``, ``stochastic``). The Ã of ``value`` is not: it mixes key positions with
+signed weights, and its rows need not be non-negative or sum to 1; p then says how
+the row's total weight, of either sign, is spread over the keys.
+
 Shapes: B sequences, h heads, n positions (RecBole's right-padded frame, so the
 allowed keys of row i are the real items at positions <= i).
 """
@@ -37,15 +43,18 @@ def allowed_keys(item_seq):
 def row_sharpness(weights, allowed, real_rows, recent=RECENT):
     """Mean relative entropy and mean recent mass of the real rows of ``weights``.
 
-    ``weights`` (B, h, n, n) rows summing to 1 over allowed keys; ``allowed`` (B, 1, n, n)
-    bool; ``real_rows`` (B, n) bool, the query positions that hold an item. Returns
+    ``weights`` (B, h, n, n), usually rows summing to 1 over allowed keys (others are
+    taken as |w| / sum |w|, see the module docstring); ``allowed`` (B, 1, n, n) bool;
+    ``real_rows`` (B, n) bool, the query positions that hold an item. Returns
     ``{"entropy": float, "recent": float}`` (NaN where no row qualifies). Heads are
-    averaged like rows.
+    averaged like rows; a row with no weight on its allowed keys is skipped.
     """
-    weights = weights.detach().float()
     allowed = allowed.expand_as(weights)
+    weights = weights.detach().float().abs().masked_fill(~allowed, 0.0)
+    total = weights.sum(-1, keepdim=True)
+    weights = weights / total.clamp_min(1e-30)
     count = allowed.sum(-1)  # (B, h, n): L of each row
-    rows = real_rows.unsqueeze(1).expand_as(count)
+    rows = real_rows.unsqueeze(1).expand_as(count) & (total.squeeze(-1) > 0)
     safe = weights.clamp_min(1e-30)
     entropy = -(weights * safe.log()).masked_fill(~allowed, 0.0).sum(-1)
     long_enough = rows & (count >= 2)
