@@ -7,9 +7,11 @@ import time
 import uuid
 
 import torch
+from recbole.evaluator import Collector
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
+from recbole_awrsr.collector import TopkCollector
 from recbole_awrsr.compat import load_checkpoint
 from recbole_awrsr.history import (
     GradientNormMeter,
@@ -78,6 +80,9 @@ class PluginTrainerMixin:
       (bfloat16 on a CPU); here evaluation's scoring runs under the same autocast too,
       and the scores come back as float32 (RecBole's collector and metrics see the
       dtype they always saw). With the key off nothing is cast.
+    * RecBole's evaluation collector becomes :class:`~recbole_awrsr.collector.TopkCollector`
+      (the same ``rec.topk`` without a users x items matrix per batch), where a
+      trainer uses RecBole's own.
     """
 
     def __init__(self, config, model):
@@ -88,6 +93,8 @@ class PluginTrainerMixin:
             stem, ext = os.path.splitext(self.saved_model_file)
             self.saved_model_file = f"{stem}-{uuid.uuid4().hex[:6]}{ext}"
         self.last_eval_struct = None
+        if type(getattr(self, "eval_collector", None)) is Collector:
+            self.eval_collector = TopkCollector(config)
         evaluator = getattr(self, "evaluator", None)  # every RecBole trainer has one today
         if evaluator is not None:
             evaluate = evaluator.evaluate
