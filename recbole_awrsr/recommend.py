@@ -363,7 +363,10 @@ def recommend(checkpoint, users=None, history=None, topk=10, exclude_seen=False,
             histories.append({"user": label, "items": [str(tokens[item]) for item in sequence],
                               "titles": [loaded.titles[item] for item in sequence],
                               "length": known[start + offset], "rows": len(kept)})
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    # object columns keep None as None: pandas 3 would infer its string dtype and make
+    # a missing title or user NaN
+    frame = pd.DataFrame({name: pd.Series([row[name] for row in rows], dtype=object)
+                          for name in COLUMNS})
     frame["rank"] = frame["rank"].astype(int)
     frame["score"] = frame["score"].astype(float)
     frame.attrs["history"] = histories

@@ -5,7 +5,8 @@
 parameter per line, read by :mod:`recbole_awrsr.search_space`.
 
 Every trial trains with the plugin's trainer and reports each epoch's validation
-metrics to Ray, so ASHA can stop weak trials early. At the end ``--out`` holds
+metrics to Ray, so ASHA can stop weak trials early. Ray's API is the one of Ray >= 2.45
+(``tune.Tuner``, ``tune.report``, ``tune.get_context``; see setup.cfg for the tested range). At the end ``--out`` holds
 ``trials.csv`` (every trial, failed ones included), ``best.yaml`` (the best
 configuration, accepted by ``--config_files``) and ``best_result.json`` (that
 configuration trained and tested once more, in the driver).
@@ -66,7 +67,7 @@ def train_trial(search_config, study):
     Each trial writes its checkpoint in its own folder (RecBole names checkpoints by
     the second, so parallel trials sharing one would overwrite each other).
     """
-    from ray.air import session
+    from ray import tune
 
     # Ray workers carry flags such as --node-ip-address; RecBole code that reads
     # sys.argv must not see them (our Config already ignores it).
@@ -75,27 +76,35 @@ def train_trial(search_config, study):
     config_dict = {
         **study.config_dict,
         **search_config,
-        "checkpoint_dir": os.path.join(study.checkpoint_root, session.get_trial_id()),
+        "checkpoint_dir": os.path.join(study.checkpoint_root, tune.get_context().get_trial_id()),
     }
     built = build(Config(study.model, study.dataset, list(study.config_files), config_dict))
     trainer = built.trainer
 
     def report(epoch, valid_score):
         metrics = {f"valid_{key}": value for key, value in trainer.last_valid_result.items()}
-        session.report({"epoch": epoch, "valid_score": valid_score,
+        tune.report({"epoch": epoch, "valid_score": valid_score,
                         "best_valid_score": trainer.best_valid_score, **metrics})
 
     trainer.fit(built.train_data, built.valid_data, saved=False, show_progress=False,
                 callback_fn=report)
 
 
-def trial_rows(analysis, params, mode):
-    """One dict per trial: status, searched values, best epoch's validation metrics, error."""
+def trial_rows(results, params, mode):
+    """One dict per trial of a ``ResultGrid``: status, searched values, best epoch's
+    validation metrics, error.
+
+    A trial that raised is ``ERROR``, any other ``TERMINATED`` (ASHA's stopped trials too,
+    as Ray's own trial status says). A trial that failed before its first report still
+    has Ray's automatic metrics (its id and config).
+    """
     rows = []
-    for trial in analysis.trials:
-        row = {"trial_id": trial.trial_id, "status": trial.status}
-        row.update({name: trial.config.get(name) for name in params})
-        frame = analysis.trial_dataframes.get(trial.local_path)
+    for result in results:
+        config = result.config or {}
+        row = {"trial_id": result.metrics.get("trial_id"),
+               "status": "ERROR" if result.error is not None else "TERMINATED"}
+        row.update({name: config.get(name) for name in params})
+        frame = result.metrics_dataframe
         if frame is None or frame.empty or "valid_score" not in frame:
             row["epochs_reported"] = 0
         else:
@@ -108,20 +117,20 @@ def trial_rows(analysis, params, mode):
             row["valid_score"] = float(frame.loc[best, "valid_score"])
             row.update({key: float(frame.loc[best, key])
                         for key in frame.columns if key.startswith("valid_") and key != "valid_score"})
-        row["error"] = _first_error_line(trial)
+        row["error"] = _first_error_line(result.error)
+        row["config"] = config
         rows.append(row)
     return rows
 
 
-def _first_error_line(trial):
-    """The exception line of a failed trial's error file ('' when it did not fail)."""
-    path = trial.error_file
-    if not path or not os.path.isfile(path):
+def _first_error_line(error):
+    """The exception line of a failed trial's error ('' when it did not fail)."""
+    if error is None:
         return ""
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        lines = [line.strip() for line in handle if line.strip()]
-    # the last traceback line is "ExceptionType: message"
-    return lines[-1] if lines else ""
+    # Ray wraps the trial's exception with its traceback; the last line is
+    # "ExceptionType: message"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def best_yaml_text(study, config_files_content, best_params, command):
@@ -256,27 +265,27 @@ def tune_model(args, fixed):
                 time_attr="training_iteration", max_t=max(1, epochs),
                 grace_period=max(1, min(args.grace_period, epochs)), reduction_factor=2)
         began = time.monotonic()
-        analysis = tune.run(
-            tune.with_parameters(train_trial, study=study),
-            config=search_space(params, grid=args.search == "grid"),
-            num_samples=args.num_samples,
-            scheduler=scheduler,
-            metric="valid_score",
-            mode=mode,
-            resources_per_trial={"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
-            storage_path=os.path.join(out, "ray"),
-            name="search",
-            raise_on_failed_trial=False,
-            verbose=1,
+        tuner = tune.Tuner(
+            tune.with_resources(tune.with_parameters(train_trial, study=study),
+                                {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}),
+            param_space=search_space(params, grid=args.search == "grid"),
+            tune_config=tune.TuneConfig(metric="valid_score", mode=mode,
+                                        num_samples=args.num_samples, scheduler=scheduler),
+            run_config=tune.RunConfig(name="search", storage_path=os.path.join(out, "ray"),
+                                      verbose=1),
         )
+        # a failed trial is recorded in its result, not raised: the search goes on
+        results = tuner.fit()
         seconds = time.monotonic() - began
+        # read while Ray is up: a trial's history may still be fetched from it
+        rows = trial_rows(results, params, mode)
     finally:
         if started_ray:
             ray.shutdown()
             if temp_dir:
                 shutil.rmtree(temp_dir, ignore_errors=True)
 
-    rows = trial_rows(analysis, params, mode)
+    configs = {row["trial_id"]: row.pop("config") for row in rows}
     trials = pd.DataFrame(rows)
     for column in ("best_epoch",):
         if column in trials:
@@ -292,7 +301,7 @@ def tune_model(args, fixed):
                           f"and the error files under {os.path.join(out, 'ray')}")
     best_row = finished.loc[finished["valid_score"].idxmax() if mode == "max"
                             else finished["valid_score"].idxmin()]
-    best_params = {name: _plain(analysis_config(analysis, best_row["trial_id"])[name]) for name in params}
+    best_params = {name: _plain(configs[best_row["trial_id"]][name]) for name in params}
     best_path = os.path.join(out, "best.yaml")
     command = f"recbole-awrsr --model={args.model} --dataset={args.dataset} --config_files={best_path}"
     write_text(best_path, best_yaml_text(study, load_config_files(config_files),
@@ -328,14 +337,6 @@ def check_address(address, timeout=3.0):
         raise ConfigurationError(
             f"--address {address}: nothing accepts connections there ({error.strerror or error}); "
             f"start the cluster (ray start --head) or fix the address") from None
-
-
-def analysis_config(analysis, trial_id):
-    """The sampled configuration of the trial called ``trial_id``."""
-    for trial in analysis.trials:
-        if trial.trial_id == trial_id:
-            return trial.config
-    raise KeyError(trial_id)
 
 
 def main(argv=None):

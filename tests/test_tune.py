@@ -23,6 +23,14 @@ max_len choice ['a', "b"]
 """
 
 
+@pytest.fixture(scope="session")
+def ray_home(tmp_path_factory):
+    """One HOME for every Ray start of the session: Ray >= 2.5x writes an auth token to
+    ~/.ray and keeps using it in the process, so a later start under another HOME finds
+    no token and its GCS server never comes up."""
+    return tmp_path_factory.mktemp("ray_home")
+
+
 def test_each_distribution_kind_is_parsed():
     params = parse_params(PARAMS)
     assert params == {
@@ -95,7 +103,8 @@ def test_shipped_search_spaces_parse():
         assert {"learning_rate", "hidden_size", "n_layers", "n_heads"} <= set(params)
 
 
-def test_tuning_run_writes_trials_and_best_yaml_that_reruns(tiny_config_dict, tmp_path, monkeypatch):
+def test_tuning_run_writes_trials_and_best_yaml_that_reruns(tiny_config_dict, tmp_path, monkeypatch,
+                                                            ray_home):
     """Three grid trials on the tiny dataset: two train, one raises (3 heads do not divide 16).
 
     The search goes on past the failure, every epoch is reported, and the best
@@ -106,7 +115,7 @@ def test_tuning_run_writes_trials_and_best_yaml_that_reruns(tiny_config_dict, tm
     from recbole_awrsr.cli import main as cli_main
     from recbole_awrsr.cli import run_main
 
-    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(ray_home))
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     (tmp_path / "heads.hyper").write_text("n_heads choice [1, 2, 3]\n")
@@ -196,12 +205,12 @@ def test_a_dead_address_fails_at_once_naming_it(tiny_config_dict, tmp_path, caps
     assert err.count("\n") == 1 and not ray.is_initialized()
 
 
-def test_every_trial_failing_is_one_line(tiny_config_dict, tmp_path, monkeypatch, capsys):
+def test_every_trial_failing_is_one_line(tiny_config_dict, tmp_path, monkeypatch, capsys, ray_home):
     import ray
 
     from recbole_awrsr.cli import main
 
-    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(ray_home))
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     # an activation no layer knows: the config is fine, every model build fails
