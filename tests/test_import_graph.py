@@ -11,7 +11,7 @@ from conftest import REPO_ROOT
 PACKAGE = "recbole_awrsr"
 ROOT = REPO_ROOT / PACKAGE
 #: the runtime: what training and checkpoint loading need
-RUNTIME = ("recbole_awrsr.model", "recbole_awrsr.trainer", "recbole_awrsr.history",
+RUNTIME = ("recbole_awrsr.model", "recbole_awrsr.trainer", "recbole_awrsr.collector", "recbole_awrsr.history",
            "recbole_awrsr.data")
 #: tools built on the runtime: reports, search, comparison, converters
 TOOLS = ("recbole_awrsr.analysis", "recbole_awrsr.tune", "recbole_awrsr.compare",
