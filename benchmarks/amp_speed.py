@@ -48,6 +48,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from common import first  # noqa: E402
 from train_speed import COMMON, QUALITY  # noqa: E402  (the speed table's settings)
 
 from recbole_awrsr import Config  # noqa: E402
@@ -57,16 +58,6 @@ SETTINGS = {
     "table": {"train_targets": "all"},
     "ttq": {"train_targets": "all", **QUALITY},
 }
-
-
-def first(loader, count):
-    """The first ``count`` batches of a loader, materialised (the timing excludes loading)."""
-    batches = []
-    for batch in loader:
-        batches.append(batch)
-        if len(batches) == count:
-            break
-    return batches
 
 
 def timed(function):

@@ -22,10 +22,10 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 from recbole.evaluator import Collector
 
+from common import write_report  # benchmarks/common.py (the script's folder is on sys.path)
 from recbole_awrsr import Config
 from recbole_awrsr.collector import TopkCollector
 from recbole_awrsr.quick_start import build
@@ -104,13 +104,7 @@ def main(argv=None):
     records = []
     for dataset in args.datasets:
         records += measure(dataset, args.batch_sizes, args.repeats)
-    table = markdown(records)
-    print(table)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(records, indent=1) + "\n")
-        (out / "table.md").write_text(table + "\n")
+    write_report(args.out, records, markdown(records))
     return 0
 
 

@@ -1,0 +1,25 @@
+"""What the benchmark scripts share: the batches they time, and where their results go."""
+
+import json
+from pathlib import Path
+
+
+def first(loader, count):
+    """The first ``count`` batches of a loader, materialised (the timing excludes loading)."""
+    batches = []
+    for batch in loader:
+        batches.append(batch)
+        if len(batches) == count:
+            break
+    return batches
+
+
+def write_report(out, records, table):
+    """Print the Markdown ``table``; with ``out``, also write ``results.json`` (the raw
+    records) and ``table.md`` there."""
+    print(table)
+    if out:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(records, indent=1) + "\n")
+        (out / "table.md").write_text(table + "\n")
