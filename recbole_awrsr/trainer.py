@@ -43,6 +43,23 @@ def first_sequences(data, field, rows):
     return torch.cat(parts)[:rows]
 
 
+def saved_other_parameters(model):
+    """``model.other_parameter()`` without the model's own submodules (None if nothing is left).
+
+    SASRecF and FDSA name their feature embedding layer there, so RecBole pickled the
+    whole layer, and with it the dataset the layer keeps a reference to. Its weights are
+    in the state dict already, and a model built from the same configuration has the
+    same layer, so it need not travel (and a safe loader could not rebuild a dataset).
+    """
+    other = model.other_parameter()
+    if not other:
+        return other
+    own = {id(module) for module in model.modules()}
+    kept = {key: value for key, value in other.items()
+            if not (isinstance(value, torch.nn.Module) and id(value) in own)}
+    return kept or None
+
+
 class TimeBudgetExhausted(Exception):
     """Raised between epochs once ``train_time_budget`` seconds of training have passed."""
 
@@ -201,6 +218,8 @@ class PluginTrainerMixin:
         RecBole writes protocol 4, which torch's weights-only loader cannot read; the
         same dict in the default protocol loads through
         :func:`~recbole_awrsr.compat.load_checkpoint` without unpickling code.
+        ``other_parameter`` leaves out the model's own submodules
+        (:func:`saved_other_parameters`).
         Trainers without an optimizer (decision trees) keep RecBole's own.
         """
         if not isinstance(self, Trainer) or not hasattr(self, "optimizer"):
@@ -214,7 +233,7 @@ class PluginTrainerMixin:
             "cur_step": self.cur_step,
             "best_valid_score": self.best_valid_score,
             "state_dict": self.model.state_dict(),
-            "other_parameter": self.model.other_parameter(),
+            "other_parameter": saved_other_parameters(self.model),
             "optimizer": self.optimizer.state_dict(),
         }, path)
         if verbose:

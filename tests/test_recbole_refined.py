@@ -173,3 +173,27 @@ def test_matrices_follow_the_encoder_length(tiny_config_dict):
               "refine_init": "normal", "refine_temperature": "fixed", "MAX_ITEM_LIST_LENGTH": 5}
     assert build_refinement(config, 2).w_query.shape == (5, 5)
     assert build_refinement(config, 2, n=6).w_query.shape == (6, 6)
+
+
+@pytest.mark.parametrize("name", ["SASRecFAWR", "SASRecF", "FDSAAWR", "FDSA", "BERT4RecAWR"])
+def test_a_saved_run_tests_its_best_checkpoint_and_reloads(tiny_config_dict, feature_root, name, tmp_path):
+    """SASRecF and FDSA name their feature layer (a submodule that keeps a reference to the
+    whole dataset) as an ``other_parameter``: RecBole pickled it into the checkpoint, which
+    the safe loader refused, so a saved run could not test its best epoch. The plugin's
+    checkpoint leaves the model's own submodules out (their weights are in the state dict)."""
+    from recbole_awrsr.compat import load_checkpoint
+    from recbole_awrsr.quick_start import load_data_and_model, run
+    from recbole_awrsr.trainer import saved_other_parameters
+
+    base = name[: -len("AWR")] if name.endswith("AWR") else name
+    config = settings(base + "AWR", tiny_config_dict, feature_root, checkpoint_dir=str(tmp_path))
+    result, built = run(name, "tiny", config_dict=config, saved=True)
+    assert 0.0 <= result["test_result"]["ndcg@10"] <= 1.0
+    checkpoint = load_checkpoint(built.trainer.saved_model_file)
+    if base in ("SASRecF", "FDSA"):  # the case this is about
+        assert set(built.model.other_parameter()) == {"feature_embed_layer"}
+    assert not checkpoint["other_parameter"]  # None, or RecBole's own empty dict (BERT4Rec)
+    assert not saved_other_parameters(built.model)
+    _, model, _, _, _, test_data = load_data_and_model(built.trainer.saved_model_file)
+    for key, value in built.model.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
