@@ -6,6 +6,7 @@ import os
 import time
 import uuid
 
+import numpy as np
 import torch
 from recbole.evaluator import Collector
 from recbole.trainer import Trainer
@@ -248,14 +249,21 @@ class PluginTrainerMixin:
         return checkpoint
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-        """RecBole's evaluation; the best checkpoint is loaded by the safe loader."""
+        """RecBole's evaluation, metrics as Python floats; the best checkpoint is loaded by
+        the safe loader."""
         if load_best_model and eval_data and isinstance(self, Trainer):
             path = model_file or self.saved_model_file
             self.load_weights(path)
             self.logger.info(f"Loading model structure and parameters from {path}")
             load_best_model = False
-        return super().evaluate(eval_data, load_best_model=load_best_model, model_file=model_file,
-                                show_progress=show_progress)
+        result = super().evaluate(eval_data, load_best_model=load_best_model, model_file=model_file,
+                                  show_progress=show_progress)
+        # RecBole's metrics are numpy floats, which numpy 2 prints as np.float64(0.06) in
+        # the log's "best valid" and "test result" lines
+        if isinstance(result, dict):
+            result = type(result)((key, float(value) if isinstance(value, np.floating) else value)
+                                  for key, value in result.items())
+        return result
 
     def resume_checkpoint(self, resume_file):
         """Continue training from a checkpoint (RecBole's, read by the safe loader)."""
