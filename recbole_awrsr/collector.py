@@ -18,9 +18,9 @@ from recbole.evaluator import Collector
 
 def topk_hits(topk_idx, positive_u, positive_i, n_items):
     """RecBole's ``rec.topk`` rows: (B, k) top-k item ids, the P positive (user row, item)
-    pairs -> (B, k + 1) int64 (the dtype RecBole's rows end up with), the first k columns 1 where that rank holds a positive,
-    the last the user's number of distinct positives (repeated pairs count once, as
-    RecBole's matrix holds a 1 per pair)."""
+    pairs -> (B, k + 1) int64 (the dtype RecBole's rows end up with): the first k columns
+    1 where that rank holds a positive, the last the user's number of distinct positives
+    (repeated pairs count once, as RecBole's matrix holds a 1 per pair)."""
     users, k = topk_idx.shape
     pairs = torch.unique(positive_u.long() * n_items + positive_i.long())
     rows, items = pairs // n_items, pairs % n_items

@@ -82,6 +82,18 @@ def _user_means(per_user, group, column):
     return pd.concat(frames, axis=1).mean(axis=1)
 
 
+def labelled(frame):
+    """A copy of ``frame`` with ``variant`` ('' where absent) and each row's table ``label``:
+    the model and mechanism, and the variant's own keys in brackets (:func:`short_variants`)."""
+    frame = frame.copy()
+    if "variant" not in frame:
+        frame["variant"] = ""
+    labels = short_variants(frame)
+    frame["label"] = [row_label(m, k) + (f" [{labels[v]}]" if labels[v] else "")
+                      for m, k, v in zip(frame["model"], frame["mechanism"], frame["variant"])]
+    return frame
+
+
 def summarize(frame, metrics, per_user=None):
     """Per (dataset, model, mechanism, layers, variant, metric): mean over seeds, change, p.
 
@@ -92,16 +104,13 @@ def summarize(frame, metrics, per_user=None):
     pairs the test users, each user's value averaged over the seeds.
     """
     rows = []
-    frame = frame.copy()
-    if "variant" not in frame:
-        frame["variant"] = ""
-    labels = short_variants(frame)
+    frame = labelled(frame)
     groups = frame.groupby(["dataset", "model", "mechanism", "layers", "variant"], sort=False)
     for (dataset, model, mechanism, layers, variant), group in groups:
         base = frame[(frame["dataset"] == dataset) & (frame["model"] == model)
                      & (frame["mechanism"] == BASE) & (frame["layers"] == layers)
                      & (frame["variant"] == base_variant(variant))]
-        label = row_label(model, mechanism) + (f" [{labels[variant]}]" if labels[variant] else "")
+        label = group["label"].iloc[0]
         for metric in metrics:
             column = f"test_{metric}"
             if column not in group:
@@ -240,12 +249,7 @@ def validation_markdown(frame):
     sharpness on validation sequences (relative row entropy, mass on the 5 most
     recent items; Ã the weights used, A the first-order ones), best epoch and time.
     """
-    frame = valid_sharpness(frame)
-    if "variant" not in frame:
-        frame["variant"] = ""
-    labels = short_variants(frame)
-    frame["label"] = [row_label(m, k) + (f" [{labels[v]}]" if labels[v] else "")
-                      for m, k, v in zip(frame["model"], frame["mechanism"], frame["variant"])]
+    frame = labelled(valid_sharpness(frame))
     columns = [c for c in VALIDATION_COLUMNS if c[0] in frame]
     parts = []
     for (dataset, layers), part in frame.groupby(["dataset", "layers"], sort=False):
@@ -319,11 +323,7 @@ def sharpness_figure(frame):
     frame = valid_sharpness(frame)
     if "valid_refined_entropy" not in frame or frame["valid_refined_entropy"].isna().all():
         return None
-    if "variant" not in frame:
-        frame["variant"] = ""
-    labels = short_variants(frame)
-    frame["label"] = [row_label(m, k) + (f" [{labels[v]}]" if labels[v] else "")
-                      for m, k, v in zip(frame["model"], frame["mechanism"], frame["variant"])]
+    frame = labelled(frame)
     panels = list(frame.groupby(["dataset", "layers"], sort=False))
     plt = pyplot()
     figure, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5), squeeze=False)

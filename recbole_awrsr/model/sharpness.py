@@ -55,8 +55,8 @@ def row_sharpness(weights, allowed, real_rows, recent=RECENT):
     weights = weights / total.clamp_min(1e-30)
     count = allowed.sum(-1)  # (B, h, n): L of each row
     rows = real_rows.unsqueeze(1).expand_as(count) & (total.squeeze(-1) > 0)
-    safe = weights.clamp_min(1e-30)
-    entropy = -(weights * safe.log()).masked_fill(~allowed, 0.0).sum(-1)
+    # weights are 0 on blocked keys, so those terms vanish (0 * log 1e-30)
+    entropy = -(weights * weights.clamp_min(1e-30).log()).sum(-1)
     long_enough = rows & (count >= 2)
     relative = entropy[long_enough] / count[long_enough].float().log()
     # the allowed keys are a prefix-closed run ending at the query (right-padded frame,
