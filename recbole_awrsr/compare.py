@@ -5,7 +5,8 @@
 (also ``recbole-awrsr compare ...``). One cell is one (dataset, model, mechanism, layers,
 seed) run; every cell gets the same config files and ``--key=value`` keys, only the
 mechanism, ``n_layers`` and ``seed`` vary. Finished cells are appended to
-``results.csv`` as they end, so an interrupted comparison resumes where it stopped.
+``results.csv`` as they end, so an interrupted comparison resumes where it stopped; the
+cell that was training when it stopped continues from its last finished epoch.
 ``tables.md`` holds tables shaped like the paper's Table 2 (Recall@1, Recall@5, NDCG@5
 per dataset, mean over seeds, change against the same backbone's ``none``, paired
 t-test over seeds) and Table 3 (NDCG@5 by number of layers); ``summary.csv`` has the
@@ -146,17 +147,24 @@ def configured_layers(cell, config_files, keys, out):
 
 
 def run_cell(cell, config_files, keys, out, layers=None):
-    """Train and test one cell; returns its results row (validation and test metrics)."""
+    """Train and test one cell; returns its results row (validation and test metrics).
+
+    The cell trains resumably into :func:`checkpoint_path`: a cell whose process was
+    killed continues from its last finished epoch when the comparison runs again, with
+    the numbers an uninterrupted run gives. ``seconds`` counts every process's training
+    time; ``resumed_epoch`` says where the last process took over (empty: it ran through).
+    """
     began = time.monotonic()
-    result, built = run(cell.model, cell.dataset, config_files,
-                          cell_config(cell, keys, out), saved=True)
-    seconds = time.monotonic() - began
-    # checkpoints of finished cells are not needed again; the CSV holds the numbers
-    if os.path.isfile(built.trainer.saved_model_file):
-        os.remove(built.trainer.saved_model_file)
+    result, built = run(cell.model, cell.dataset, config_files, cell_config(cell, keys, out),
+                        saved=True, checkpoint_file=checkpoint_path(out, cell, layers))
     trainer = built.trainer
+    seconds = time.monotonic() - began + trainer.elapsed_before
+    # checkpoints of finished cells are not needed again; the CSV holds the numbers
+    if os.path.isfile(trainer.saved_model_file):
+        os.remove(trainer.saved_model_file)
     row = {"best_valid_score": float(result["best_valid_score"]),
-           "epochs": trainer.epochs_trained, "best_epoch": trainer.best_epoch}
+           "epochs": trainer.epochs_trained, "best_epoch": trainer.best_epoch,
+           "resumed_epoch": trainer.resumed_epoch}
     row.update({f"valid_{k}": float(v) for k, v in (result["best_valid_result"] or {}).items()})
     row.update({f"test_{k}": float(v) for k, v in result["test_result"].items()})
     # the best model's last layer on validation sequences (the test split is not looked at)
@@ -172,15 +180,21 @@ def run_cell(cell, config_files, keys, out, layers=None):
 VALID_SHARPNESS_ROWS = 2048
 
 
-def per_user_path(out, cell, layers):
-    """Where a cell's per-user test metrics go: one small CSV per cell.
-
-    ``layers`` is the cell's resolved ``n_layers`` (as in its results row).
-    """
-
+def cell_stem(cell, layers):
+    """A cell's file name stem, the same in every process: ``layers`` is the cell's resolved
+    ``n_layers`` (as in its results row), the tag a digest of its variant."""
     tag = hashlib.sha256(cell.variant.encode()).hexdigest()[:10]
-    name = f"{cell.dataset}_{cell.model}_{cell.mechanism}_L{layers}_s{cell.seed}_{tag}.csv"
-    return os.path.join(out, "per_user", name)
+    return f"{cell.dataset}_{cell.model}_{cell.mechanism}_L{layers}_s{cell.seed}_{tag}"
+
+
+def per_user_path(out, cell, layers):
+    """Where a cell's per-user test metrics go: one small CSV per cell."""
+    return os.path.join(out, "per_user", cell_stem(cell, layers) + ".csv")
+
+
+def checkpoint_path(out, cell, layers):
+    """A cell's checkpoint; its resumable state and training history sit beside it."""
+    return os.path.join(out, "checkpoints", cell_stem(cell, layers) + ".pth")
 
 
 def per_user_reader(out):

@@ -13,6 +13,7 @@ from recbole.utils import init_logger, init_seed
 from recbole_awrsr.compat import load_checkpoint
 from recbole_awrsr.config import Config
 from recbole_awrsr.distributed import construct_trainer, share_checkpoint_name
+from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.registry import create_dataset, get_model, get_trainer
 
 
@@ -77,17 +78,29 @@ def new_model(config, dataset):
     return get_model(config["model"])(config, dataset).to(config["device"])
 
 
-def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
+def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True,
+        checkpoint_file=None):
     """Train, validate and test one model; returns ``(result, built)``.
 
     ``result`` is RecBole's ``run_recbole`` dict; ``built`` (:class:`Built`) holds the
     data, the model (with the best weights after testing a saved run) and the
     trainer, which says where the checkpoint went (``trainer.saved_model_file``).
+    ``checkpoint_file`` fixes that path and makes the run resumable: its state after
+    every epoch is kept beside it, and a run started again with the same file
+    continues from there (see :class:`recbole_awrsr.trainer.PluginTrainerMixin`).
     """
+    if checkpoint_file is not None and "local_rank" in (config_dict or {}):
+        raise ConfigurationError("checkpoint_file (a resumable run) is for one process; "
+                                 "a distributed run keeps RecBole's checkpoints")
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list,
                     config_dict=config_dict)
     built = build(config)
     trainer, config = built.trainer, built.config
+    if checkpoint_file is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(checkpoint_file)), exist_ok=True)
+        trainer.saved_model_file = os.fspath(checkpoint_file)
+        trainer.resumable = True
+        trainer.resume_last_state()
     best_valid_score, best_valid_result = trainer.fit(
         built.train_data, built.valid_data, saved=saved, show_progress=config["show_progress"]
     )

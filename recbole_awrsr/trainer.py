@@ -1,10 +1,12 @@
-"""Trainers: RecBole's, with checkpoint loading that works on torch >= 2.6, a time budget
-and a per-epoch training history."""
+"""Trainers: RecBole's, with checkpoint loading that works on torch >= 2.6, a time budget,
+a per-epoch training history and runs that continue where an interrupted process stopped."""
 
 import functools
 import os
+import random
 import time
 import uuid
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -14,6 +16,7 @@ from recbole.utils import set_color
 
 from recbole_awrsr.collector import TopkCollector
 from recbole_awrsr.compat import load_checkpoint
+from recbole_awrsr.errors import CheckpointError
 from recbole_awrsr.history import (
     GradientNormMeter,
     TrainingHistory,
@@ -24,6 +27,51 @@ from recbole_awrsr.model.sharpness import model_sharpness
 
 #: validation sequences the per-epoch sharpness is measured on
 SHARPNESS_ROWS = 256
+
+#: what the resumable state of a run is called beside its checkpoint (``M.pth`` -> ``M.last.pth``)
+LAST_STATE_SUFFIX = ".last.pth"
+
+
+def last_state_path(model_file):
+    """Where a resumable run keeps its state after the last finished epoch."""
+    return os.path.splitext(os.fspath(model_file))[0] + LAST_STATE_SUFFIX
+
+
+def random_states(loaders):
+    """Every random state training draws from: torch's (and CUDA's), numpy's, Python's,
+    and the generator of each loader (RecBole shuffles the training data with its own).
+
+    Kept as tensors, lists and numbers, which torch's weights-only loader reads back.
+    """
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)),
+                  "pos": int(position), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+        "loaders": [loader.generator.get_state() if getattr(loader, "generator", None) is not None
+                    else None for loader in loaders],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_random_states(states, loaders):
+    """Put back what :func:`random_states` took (same loaders, same order)."""
+    torch.set_rng_state(states["torch"])
+    numpy_state = states["numpy"]
+    np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32),
+                         numpy_state["pos"], numpy_state["has_gauss"], numpy_state["gauss"]))
+    python_state = states["python"]
+    random.setstate((python_state["version"], tuple(python_state["internal"]),
+                     python_state["gauss_next"]))
+    for loader, state in zip(loaders, states["loaders"]):
+        if state is not None and getattr(loader, "generator", None) is not None:
+            loader.generator.set_state(state)
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def first_sequences(data, field, rows):
@@ -98,6 +146,15 @@ class PluginTrainerMixin:
       (bfloat16 on a CPU); here evaluation's scoring runs under the same autocast too,
       and the scores come back as float32 (RecBole's collector and metrics see the
       dtype they always saw). With the key off nothing is cast.
+    * ``resumable`` (attribute, default false; ``quick_start.run(checkpoint_file=...)``
+      sets it): before each epoch after the first, the state after the previous epoch
+      (weights, optimizer, early-stopping counters, best result, time used and every
+      random state, see :func:`random_states`) is written to
+      :func:`last_state_path` of the checkpoint; :meth:`resume_last_state` continues
+      from it, so that a killed run resumed gives the same numbers as one that never
+      stopped. The file goes once ``fit`` ends (early stopping, ``epochs``, time budget).
+      ``elapsed_before`` (seconds of ``fit`` in earlier processes) and
+      ``resumed_epoch`` (the first epoch this process trained, or None) say how.
     * RecBole's evaluation collector becomes :class:`~recbole_awrsr.collector.TopkCollector`
       (the same ``rec.topk`` without a users x items matrix per batch), where a
       trainer uses RecBole's own.
@@ -111,6 +168,8 @@ class PluginTrainerMixin:
             stem, ext = os.path.splitext(self.saved_model_file)
             self.saved_model_file = f"{stem}-{uuid.uuid4().hex[:6]}{ext}"
         self.last_eval_struct = None
+        self.resumable, self.elapsed_before, self.resumed_epoch = False, 0.0, None
+        self._resume = None
         if type(getattr(self, "eval_collector", None)) is Collector:
             self.eval_collector = TopkCollector(config)
         evaluator = getattr(self, "evaluator", None)  # every RecBole trainer has one today
@@ -130,19 +189,86 @@ class PluginTrainerMixin:
         return self.config["save_history"] is not False
 
     def fit(self, train_data, valid_data=None, *args, **kwargs):
-        self._fit_started = time.monotonic()
         self._history = None
         self._sharpness_sequences = None
-        self.epochs_trained, self.best_epoch, self._best_seen = 0, None, None
+        self._loaders = [train_data, valid_data]
+        self._saving = kwargs.get("saved", args[1] if len(args) > 1 else True)
+        resume, self._resume = self._resume, None
+        if resume is None:
+            self.epochs_trained, self.best_epoch, self._best_seen = 0, None, None
+        else:
+            self.epochs_trained, self.best_epoch = resume["epochs_trained"], resume["best_epoch"]
+            self._best_seen = resume["best_seen"]
+            restore_random_states(resume["random"], self._loaders)
+        self._fit_started = time.monotonic() - self.elapsed_before
         if self._history_enabled():
             self._history = TrainingHistory(history_path(self.saved_model_file),
                                             model_label(self.config))
             self._history.keep_earlier(self.start_epoch)
         try:
-            return super().fit(train_data, valid_data, *args, **kwargs)
+            result = super().fit(train_data, valid_data, *args, **kwargs)
         except TimeBudgetExhausted as stop:
             self.logger.info(str(stop))
-            return self.best_valid_score, getattr(self, "best_valid_result", None)
+            result = self.best_valid_score, getattr(self, "best_valid_result", None)
+        if self.resumable and os.path.exists(last_state_path(self.saved_model_file)):
+            os.remove(last_state_path(self.saved_model_file))
+        return result
+
+    def _write_last_state(self, epoch):
+        """Write the state after ``epoch`` (all of it: trained, validated, early stopping
+        counted) where :meth:`resume_last_state` finds it; atomically."""
+        path = last_state_path(self.saved_model_file)
+        best = getattr(self, "best_valid_result", None)
+        state = {
+            "config": self.config,
+            "epoch": epoch,
+            "cur_step": self.cur_step,
+            "best_valid_score": self.best_valid_score,
+            "best_valid_result": None if best is None else {k: float(v) for k, v in best.items()},
+            "best_epoch": self.best_epoch,
+            "best_seen": self._best_seen,
+            "epochs_trained": self.epochs_trained,
+            "elapsed": time.monotonic() - self._fit_started,
+            "state_dict": self.model.state_dict(),
+            "other_parameter": saved_other_parameters(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "random": random_states(self._loaders),
+        }
+        temporary = f"{path}.tmp{os.getpid()}"
+        torch.save(state, temporary)
+        os.replace(temporary, path)
+
+    def resume_last_state(self):
+        """Continue from the state a resumable run left beside ``saved_model_file``.
+
+        Returns the epoch training goes on from, or None when there is no state (or only
+        one whose best checkpoint is gone; then the run starts over, with a warning).
+        The next ``fit`` picks up the counters, the time used and the random states.
+        """
+        path = last_state_path(self.saved_model_file)
+        if not os.path.isfile(path):
+            return None
+        state = load_checkpoint(path, map_location=self.device)
+        if state["best_epoch"] is not None and not os.path.isfile(self.saved_model_file):
+            self.logger.warning(f"{path}: its best checkpoint {self.saved_model_file} is gone; "
+                                f"starting over")
+            return None
+        if state["config"]["model"].lower() != self.config["model"].lower():
+            raise CheckpointError(f"{path} holds a {state['config']['model']} run, the config "
+                                  f"names {self.config['model']}: remove the file to start over")
+        self.model.load_state_dict(state["state_dict"])
+        self.model.load_other_parameter(state.get("other_parameter"))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.start_epoch = self.resumed_epoch = state["epoch"] + 1
+        self.cur_step = state["cur_step"]
+        self.best_valid_score = state["best_valid_score"]
+        best = state["best_valid_result"]
+        self.best_valid_result = None if best is None else OrderedDict(best)
+        self.elapsed_before = float(state["elapsed"])
+        self._resume = state
+        self.logger.info(f"{path}: resuming training at epoch {self.start_epoch} "
+                         f"({self.elapsed_before:.0f}s trained before)")
+        return self.start_epoch
 
     def _train_epoch(self, train_data, epoch_idx, *args, **kwargs):
         budget = self.config["train_time_budget"]
@@ -154,6 +280,8 @@ class PluginTrainerMixin:
                     f"train_time_budget of {budget}s used up after {epoch_idx} epochs "
                     f"({elapsed:.0f}s): stopping, the best epoch so far is kept."
                 )
+        if self.resumable and getattr(self, "_saving", False) and epoch_idx > self.start_epoch:
+            self._write_last_state(epoch_idx - 1)
         self._epoch = epoch_idx
         self.epochs_trained = getattr(self, "epochs_trained", 0) + 1
         history = getattr(self, "_history", None)
