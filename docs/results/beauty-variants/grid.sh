@@ -20,11 +20,13 @@ V2="--refine_input=rownorm --refine_init=identity"
 p=${1:-1}
 python -m recbole_awrsr.compare $common --seeds "$p" --mechanisms none
 until [ "$(grep -c ',SASRecAWR,none,' $OUT/results.csv 2>/dev/null)" -ge 2 ]; do sleep 30; done
+# (balanced again in session 7, after process 1 had finished its share: one seed at a time)
 if [ "$p" = 2 ]; then
-  jobs=("simple:$V2" "value:$V0")
+  jobs=("1:value:$V0" "2:simple:$V1" "2:value:$V0")
 else
-  jobs=("simple:$V1")
+  jobs=("1:simple:$V2" "2:simple:$V2")
 fi
 for job in "${jobs[@]}"; do
-  python -m recbole_awrsr.compare $common --seeds 1 2 --mechanisms "${job%%:*}" ${job#*:}
+  seed=${job%%:*}; rest=${job#*:}
+  python -m recbole_awrsr.compare $common --seeds "$seed" --mechanisms "${rest%%:*}" ${rest#*:}
 done
