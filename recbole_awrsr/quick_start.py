@@ -10,6 +10,7 @@ import torch.multiprocessing as mp
 from recbole.data import data_preparation
 from recbole.utils import init_logger, init_seed
 
+from recbole_awrsr.allocator import keep_freed_memory
 from recbole_awrsr.compat import load_checkpoint
 from recbole_awrsr.config import Config
 from recbole_awrsr.distributed import construct_trainer, share_checkpoint_name
@@ -56,9 +57,13 @@ def build(config, trainer=True):
 
     Config -> seed -> logger -> dataset -> loaders -> seed again -> model -> trainer,
     as RecBole's ``run_recbole`` does it, so that a seed gives RecBole's weights.
+    ``reuse_freed_memory`` (default true) first makes malloc keep freed memory
+    (:mod:`recbole_awrsr.allocator`).
     Run, checkpoint loading, tuning trials, the cost analysis, the tests and the
     benchmarks all build through here.
     """
+    if config["reuse_freed_memory"] is not False:  # unset means the default: on
+        keep_freed_memory()
     data, train_data, valid_data, test_data = prepare_data(config)
     net = new_model(config, train_data.dataset)
     getLogger().info(net)
