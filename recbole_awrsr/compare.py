@@ -19,6 +19,7 @@ import datetime
 import fcntl
 import hashlib
 import os
+import subprocess
 import sys
 import time
 import traceback
@@ -171,9 +172,35 @@ def run_cell(cell, config_files, keys, out, layers=None):
     row.update({f"valid_{k}": v for k, v in trainer.validation_sharpness(
         built.valid_data, rows=VALID_SHARPNESS_ROWS).items()})
     row["seconds"] = round(seconds, 1)
+    row["code"] = code_version()
     row["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")
     write_per_user(per_user_path(out, cell, layers), built)
     return row
+
+
+def code_version(package=None):
+    """The code a row was trained with: the git commit of the package's checkout (with
+    ``+changes`` when the package's files differ from it), else the package version.
+
+    ``package``: the package folder (default: this package's), which counts as a
+    checkout only when git tracks its files (not a virtual environment inside some repository).
+    """
+    import recbole_awrsr
+
+    package = package or os.path.dirname(os.path.abspath(recbole_awrsr.__file__))
+
+    def git(*args):
+        return subprocess.run(["git", "-C", os.fspath(package), *args], capture_output=True,
+                              text=True, timeout=30)
+
+    try:
+        if git("ls-files", "--error-unmatch", "__init__.py").returncode == 0:
+            commit = git("rev-parse", "--short", "HEAD").stdout.strip()
+            changed = git("diff", "--quiet", "HEAD", "--", ".").returncode != 0
+            return commit + ("+changes" if changed else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return f"recbole-awrsr {recbole_awrsr.__version__}"
 
 
 #: validation sequences a finished cell's sharpness is measured on

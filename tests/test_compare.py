@@ -1,6 +1,8 @@
 """The drop-in comparison: cells, resume, tables and the paired test."""
 
 import re
+import shutil
+import subprocess
 
 import pandas as pd
 import pytest
@@ -93,6 +95,7 @@ def test_comparison_writes_tables_and_resumes(tiny_config_dict, tmp_path, monkey
     assert not list((tmp_path / "results" / "checkpoints").glob("*.pth"))
     # every run: epochs, best epoch, validation sharpness (plugin models only)
     assert (results["epochs"].astype(int) == 2).all()
+    assert results["code"].str.fullmatch(r"[0-9a-f]{7,}(\+changes)?|recbole-awrsr .+").all()
     assert results["best_epoch"].astype(int).between(0, 1).all()
     refined = results[results["model"] == "SASRecAWR"]
     assert refined["valid_refined_entropy"].astype(float).between(0, 1.000001).all()
@@ -289,3 +292,30 @@ def test_other_shared_keys_or_config_files_run_anew(tiny_config_dict, tmp_path, 
     calls.clear()
     assert main(argv + ["--refine_input=centered"]) == 0
     assert {cell.mechanism for cell in calls} == {"simple"}
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_rows_name_the_code_they_ran(tmp_path):
+    from recbole_awrsr import __version__
+    from recbole_awrsr.compare import code_version
+
+    package = tmp_path / "repo" / "pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("x = 1\n")
+    assert code_version(package) == f"recbole-awrsr {__version__}"  # not a checkout
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path / "repo"), "-c", "user.name=t", "-c",
+                        "user.email=t@t", *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "first")
+    head = subprocess.run(["git", "-C", str(package), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert code_version(package) == head
+    (package / "__init__.py").write_text("x = 2\n")
+    assert code_version(package) == head + "+changes"
+    (tmp_path / "repo" / "elsewhere.txt").write_text("outside the package\n")
+    (package / "__init__.py").write_text("x = 1\n")
+    assert code_version(package) == head
