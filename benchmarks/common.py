@@ -1,6 +1,8 @@
 """What the benchmark scripts share: the batches they time, and where their results go."""
 
 import json
+import os
+import sys
 from pathlib import Path
 
 
@@ -12,6 +14,19 @@ def first(loader, count):
         if len(batches) == count:
             break
     return batches
+
+
+def converted(datasets):
+    """The datasets of ``datasets`` that have atomic files under ``dataset_atomic/`` (ml-100k
+    ships inside RecBole); the others are named on stderr as skipped."""
+    found = []
+    for dataset in datasets:
+        if dataset == "ml-100k" or os.path.isfile(f"dataset_atomic/{dataset}/{dataset}.inter"):
+            found.append(dataset)
+        else:
+            print(f"skipping {dataset}: not converted (python -m recbole_awrsr.data convert ...)",
+                  file=sys.stderr)
+    return found
 
 
 def write_report(out, records, table):

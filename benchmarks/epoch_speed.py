@@ -28,7 +28,6 @@ Usage::
 
 import argparse
 import ctypes
-import os
 import statistics
 import sys
 import time
@@ -39,7 +38,7 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import write_report  # noqa: E402
+from common import converted, write_report  # noqa: E402
 
 import recbole_awrsr.model.sasrec_awr as sasrec_awr  # noqa: E402
 from recbole_awrsr import Config, allocator  # noqa: E402
@@ -69,10 +68,6 @@ def malloc_mode(keep):
         libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20)
         libc.mallopt(M_TRIM_THRESHOLD, 64 * 2**20)
         ctypes.CDLL(None).malloc_trim(0)
-
-
-def available(dataset):
-    return dataset == "ml-100k" or os.path.isfile(f"dataset_atomic/{dataset}/{dataset}.inter")
 
 
 def measure(dataset, mechanism, rounds, names):
@@ -136,11 +131,7 @@ def main(argv=None):
     if allocator.glibc() is None:
         parser.error("this benchmark switches glibc's malloc settings: it needs Linux with glibc")
     records = []
-    for dataset in args.datasets:
-        if not available(dataset):
-            print(f"skipping {dataset}: not converted (python -m recbole_awrsr.data convert ...)",
-                  file=sys.stderr)
-            continue
+    for dataset in converted(args.datasets):
         records.append(measure(dataset, args.mechanism, args.rounds, args.settings))
     write_report(args.out, records, markdown(records, args.settings))
 

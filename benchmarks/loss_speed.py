@@ -20,7 +20,6 @@ Usage::
 
 import argparse
 import copy
-import os
 import statistics
 import sys
 import time
@@ -32,7 +31,7 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import first, write_report  # noqa: E402
+from common import converted, first, write_report  # noqa: E402
 
 import recbole_awrsr.model.sasrec_awr as sasrec_awr  # noqa: E402
 from recbole_awrsr import Config  # noqa: E402
@@ -40,10 +39,6 @@ from recbole_awrsr.model.cross_entropy import cross_entropy  # noqa: E402
 from recbole_awrsr.quick_start import build  # noqa: E402
 
 LOSSES = {"torch": F.cross_entropy, "plugin": cross_entropy}
-
-
-def available(dataset):
-    return dataset == "ml-100k" or os.path.isfile(f"dataset_atomic/{dataset}/{dataset}.inter")
 
 
 def measure(dataset, mechanism, batches, repeats, amp):
@@ -113,11 +108,7 @@ def main(argv=None):
     parser.add_argument("--out", help="folder for results.json and table.md")
     args = parser.parse_args(argv)
     records = []
-    for dataset in args.datasets:
-        if not available(dataset):
-            print(f"skipping {dataset}: not converted (python -m recbole_awrsr.data convert ...)",
-                  file=sys.stderr)
-            continue
+    for dataset in converted(args.datasets):
         for mechanism in args.mechanisms:
             records.append(measure(dataset, mechanism, args.batches, args.repeats, args.amp))
             print(markdown(records[-1:]).splitlines()[-1], file=sys.stderr, flush=True)

@@ -36,6 +36,14 @@ def kill_at(monkeypatch, epoch):
     monkeypatch.setattr(Trainer, "_train_epoch", dying)
 
 
+def killed_run(monkeypatch, model, config, path, epoch):
+    """Start a resumable run that dies as ``epoch`` begins."""
+    with monkeypatch.context() as patch:
+        kill_at(patch, epoch)
+        with pytest.raises(Killed):
+            run(model, "tiny", config_dict=config, checkpoint_file=path)
+
+
 def comparable(history):
     return history.drop(columns=[c for c in history.columns if c in CLOCKS])
 
@@ -52,10 +60,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tiny_config_dict, tm
     whole_file, cut_file = tmp_path / "whole" / "cell.pth", tmp_path / "cut" / "cell.pth"
     whole, whole_built = run(model, "tiny", config_dict=config, checkpoint_file=whole_file)
 
-    with monkeypatch.context() as patch:
-        kill_at(patch, 3)
-        with pytest.raises(Killed):
-            run(model, "tiny", config_dict=config, checkpoint_file=cut_file)
+    killed_run(monkeypatch, model, config, cut_file, 3)
     state = torch.load(last_state_path(cut_file), weights_only=False)
     assert state["epoch"] == 2 and state["epochs_trained"] == 3
     assert cut_file.exists() and state["elapsed"] > 0
@@ -82,10 +87,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tiny_config_dict, tm
 def test_state_without_its_best_checkpoint_starts_over(tiny_config_dict, tmp_path, monkeypatch):
     config = {**tiny_config_dict, "epochs": 3}
     path = tmp_path / "cell.pth"
-    with monkeypatch.context() as patch:
-        kill_at(patch, 2)
-        with pytest.raises(Killed):
-            run("SASRecAWR", "tiny", config_dict=config, checkpoint_file=path)
+    killed_run(monkeypatch, "SASRecAWR", config, path, 2)
     path.unlink()
     _, built = run("SASRecAWR", "tiny", config_dict=config, checkpoint_file=path)
     assert built.trainer.resumed_epoch is None and built.trainer.epochs_trained == 3
@@ -94,10 +96,7 @@ def test_state_without_its_best_checkpoint_starts_over(tiny_config_dict, tmp_pat
 def test_state_of_another_model_is_refused(tiny_config_dict, tmp_path, monkeypatch):
     config = {**tiny_config_dict, "epochs": 3}
     path = tmp_path / "cell.pth"
-    with monkeypatch.context() as patch:
-        kill_at(patch, 2)
-        with pytest.raises(Killed):
-            run("SASRecAWR", "tiny", config_dict=config, checkpoint_file=path)
+    killed_run(monkeypatch, "SASRecAWR", config, path, 2)
     with pytest.raises(CheckpointError, match=r"cell\.last\.pth holds a SASRecAWR run.*STOSA"):
         run("STOSA", "tiny", config_dict=config, checkpoint_file=path)
 
