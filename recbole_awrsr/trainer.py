@@ -214,7 +214,7 @@ class PluginTrainerMixin:
             os.remove(last_state_path(self.saved_model_file))
         return result
 
-    def _write_last_state(self, epoch):
+    def write_last_state(self, epoch):
         """Write the state after ``epoch`` (all of it: trained, validated, early stopping
         counted) where :meth:`resume_last_state` finds it; atomically."""
         path = last_state_path(self.saved_model_file)
@@ -281,7 +281,7 @@ class PluginTrainerMixin:
                     f"({elapsed:.0f}s): stopping, the best epoch so far is kept."
                 )
         if self.resumable and getattr(self, "_saving", False) and epoch_idx > self.start_epoch:
-            self._write_last_state(epoch_idx - 1)
+            self.write_last_state(epoch_idx - 1)
         self._epoch = epoch_idx
         self.epochs_trained = getattr(self, "epochs_trained", 0) + 1
         history = getattr(self, "_history", None)

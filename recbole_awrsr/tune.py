@@ -10,6 +10,10 @@ metrics to Ray, so ASHA can stop weak trials early. Ray's API is the one of Ray 
 ``trials.csv`` (every trial, failed ones included), ``best.yaml`` (the best
 configuration, accepted by ``--config_files``) and ``best_result.json`` (that
 configuration trained and tested once more, in the driver).
+
+A search resumes: the same command with the same ``--out`` continues an interrupted
+search (Ray's ``Tuner.restore``), each unfinished trial from its last reported epoch;
+``search.json`` there records what the search is, and another search is refused.
 """
 
 import argparse
@@ -35,6 +39,7 @@ from recbole_awrsr.errors import ConfigurationError, SearchError
 from recbole_awrsr.files import write_text
 from recbole_awrsr.quick_start import build, run
 from recbole_awrsr.search_space import read_params_file, search_space
+from recbole_awrsr.trainer import last_state_path
 
 
 @dataclass(frozen=True)
@@ -61,11 +66,19 @@ def absolute_paths(config_dict):
     return fixed
 
 
+#: a trial's files, in its folder and in the checkpoints it reports to Ray
+TRIAL_MODEL = "model.pth"
+
+
 def train_trial(search_config, study):
     """Ray trainable: train one configuration, reporting every epoch's validation metrics.
 
     Each trial writes its checkpoint in its own folder (RecBole names checkpoints by
-    the second, so parallel trials sharing one would overwrite each other).
+    the second, so parallel trials sharing one would overwrite each other). Every report
+    carries a Ray checkpoint: the trial's best weights and its state after the epoch
+    (:meth:`~recbole_awrsr.trainer.PluginTrainerMixin.resume_last_state`), so that a
+    restored search continues an interrupted trial from its last epoch, with the numbers
+    it would have reached without the interruption.
     """
     from ray import tune
 
@@ -73,20 +86,34 @@ def train_trial(search_config, study):
     # sys.argv must not see them (our Config already ignores it).
     sys.argv = sys.argv[:1]
     torch.set_num_threads(study.threads)
-    config_dict = {
-        **study.config_dict,
-        **search_config,
-        "checkpoint_dir": os.path.join(study.checkpoint_root, tune.get_context().get_trial_id()),
-    }
+    folder = os.path.join(study.checkpoint_root, tune.get_context().get_trial_id())
+    config_dict = {**study.config_dict, **search_config, "checkpoint_dir": folder}
     built = build(Config(study.model, study.dataset, list(study.config_files), config_dict))
     trainer = built.trainer
+    os.makedirs(folder, exist_ok=True)
+    trainer.saved_model_file = os.path.join(folder, TRIAL_MODEL)
+    last_state = last_state_path(trainer.saved_model_file)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as saved:
+            for name in (TRIAL_MODEL, os.path.basename(last_state)):
+                if os.path.exists(os.path.join(saved, name)):
+                    shutil.copyfile(os.path.join(saved, name), os.path.join(folder, name))
+        trainer.resume_last_state()
 
     def report(epoch, valid_score):
+        # called after the epoch's early-stopping bookkeeping: its state is complete
+        trainer.write_last_state(epoch)
         metrics = {f"valid_{key}": value for key, value in trainer.last_valid_result.items()}
-        tune.report({"epoch": epoch, "valid_score": valid_score,
-                        "best_valid_score": trainer.best_valid_score, **metrics})
+        with tempfile.TemporaryDirectory() as staged:
+            for path in (trainer.saved_model_file, last_state):
+                if os.path.exists(path):
+                    shutil.copyfile(path, os.path.join(staged, os.path.basename(path)))
+            tune.report({"epoch": epoch, "valid_score": valid_score,
+                         "best_valid_score": trainer.best_valid_score, **metrics},
+                        checkpoint=tune.Checkpoint.from_directory(staged))
 
-    trainer.fit(built.train_data, built.valid_data, saved=False, show_progress=False,
+    trainer.fit(built.train_data, built.valid_data, saved=True, show_progress=False,
                 callback_fn=report)
 
 
@@ -100,7 +127,7 @@ def trial_rows(results, params, mode):
     """
     rows = []
     for result in results:
-        config = result.config or {}
+        config = result.config or trial_params(result.path)
         row = {"trial_id": result.metrics.get("trial_id"),
                "status": "ERROR" if result.error is not None else "TERMINATED"}
         row.update({name: config.get(name) for name in params})
@@ -121,6 +148,19 @@ def trial_rows(results, params, mode):
         row["config"] = config
         rows.append(row)
     return rows
+
+
+def trial_params(path):
+    """A trial's searched values from its folder's ``params.json`` (``{}`` when there is none).
+
+    A restored search's results do not carry the config of a trial that failed before
+    the restore; Ray's trial folder does.
+    """
+    try:
+        with open(os.path.join(path, "params.json"), encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, TypeError, ValueError):
+        return {}
 
 
 def _first_error_line(error):
@@ -242,6 +282,7 @@ def tune_model(args, fixed):
 
     study = Study(args.model, args.dataset, config_files, fixed,
                   os.path.join(out, "checkpoints"), max(1, int(args.cpus_per_trial)))
+    check_same_search(out, search_fingerprint(args, fixed, config_files))
     started_ray = False
     temp_dir = None
     if not ray.is_initialized():
@@ -265,15 +306,26 @@ def tune_model(args, fixed):
                 time_attr="training_iteration", max_t=max(1, epochs),
                 grace_period=max(1, min(args.grace_period, epochs)), reduction_factor=2)
         began = time.monotonic()
-        tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(train_trial, study=study),
-                                {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}),
-            param_space=search_space(params, grid=args.search == "grid"),
-            tune_config=tune.TuneConfig(metric="valid_score", mode=mode,
-                                        num_samples=args.num_samples, scheduler=scheduler),
-            run_config=tune.RunConfig(name="search", storage_path=os.path.join(out, "ray"),
-                                      verbose=1),
-        )
+        trainable = tune.with_resources(tune.with_parameters(train_trial, study=study),
+                                        {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
+        space = search_space(params, grid=args.search == "grid")
+        experiment = os.path.join(out, "ray", "search")
+        if tune.Tuner.can_restore(experiment):
+            # an interrupted search: finished trials stay, unfinished ones continue from
+            # their last reported epoch (ASHA's rungs hold what is reported from here on)
+            print(f"continuing the search in {experiment}", file=sys.stderr)
+            tuner = tune.Tuner.restore(experiment, trainable=trainable, param_space=space,
+                                       resume_unfinished=True)
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                param_space=space,
+                tune_config=tune.TuneConfig(metric="valid_score", mode=mode,
+                                            num_samples=args.num_samples, scheduler=scheduler),
+                run_config=tune.RunConfig(
+                    name="search", storage_path=os.path.join(out, "ray"), verbose=1,
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+            )
         # a failed trial is recorded in its result, not raised: the search goes on
         results = tuner.fit()
         seconds = time.monotonic() - began
@@ -318,6 +370,42 @@ def tune_model(args, fixed):
         }
     write_text(os.path.join(out, "best_result.json"), json.dumps(summary, indent=2))
     return summary
+
+
+def search_fingerprint(args, fixed, config_files):
+    """What defines a search: model, dataset, the params file's and config files' contents,
+    the fixed keys and the search options (what a restored search must share)."""
+    def content(path):
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+
+    return {"model": args.model, "dataset": args.dataset,
+            "params_file": content(args.params_file),
+            "config_files": {os.path.basename(path): content(path) for path in config_files},
+            "fixed": {key: repr(value) for key, value in sorted(fixed.items())},
+            "scheduler": args.scheduler, "grace_period": args.grace_period,
+            "search": args.search, "num_samples": args.num_samples}
+
+
+def check_same_search(out, fingerprint):
+    """Record the search in ``out/search.json``; refuse to continue a different one there.
+
+    A rerun with the same ``--out`` continues the search Ray left in it, so it must be the
+    same search: other settings would be silently ignored by Ray's restore.
+    """
+    path = os.path.join(out, "search.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            recorded = json.load(handle)
+        differs = sorted(key for key in set(recorded) | set(fingerprint)
+                         if recorded.get(key) != fingerprint.get(key))
+        if differs:
+            raise ConfigurationError(
+                f"{out} holds another search (it differs in: {', '.join(differs)}); a rerun with "
+                f"the same --out continues the search there: use another --out, or delete {out}")
+        return
+    os.makedirs(out, exist_ok=True)
+    write_text(path, json.dumps(fingerprint, indent=1))
 
 
 def check_address(address, timeout=3.0):

@@ -2,6 +2,7 @@
 
 import json
 import math
+from contextlib import nullcontext
 from pathlib import Path
 
 import pandas as pd
@@ -104,7 +105,7 @@ def test_shipped_search_spaces_parse():
 
 
 def test_tuning_run_writes_trials_and_best_yaml_that_reruns(tiny_config_dict, tmp_path, monkeypatch,
-                                                            ray_home):
+                                                            ray_home, capsys):
     """Three grid trials on the tiny dataset: two train, one raises (3 heads do not divide 16).
 
     The search goes on past the failure, every epoch is reported, and the best
@@ -128,11 +129,18 @@ def test_tuning_run_writes_trials_and_best_yaml_that_reruns(tiny_config_dict, tm
     argv += [f"--{key}={value}" for key, value in fixed.items()]
     try:
         assert cli_main(argv) == 0
+        first = pd.read_csv(tmp_path / "tuned" / "trials.csv")
+        capsys.readouterr()
+        # the same command again continues the (finished) search: nothing trains again
+        assert cli_main(argv) == 0
+        assert "continuing the search in" in capsys.readouterr().err
     finally:
         ray.shutdown()
     assert not ray.is_initialized()
 
     trials = pd.read_csv(tmp_path / "tuned" / "trials.csv")
+    pd.testing.assert_frame_equal(trials.sort_values("trial_id").reset_index(drop=True),
+                                  first.sort_values("trial_id").reset_index(drop=True))
     assert len(trials) == 3
     by_heads = trials.set_index("n_heads")
     assert by_heads.loc[3, "status"] == "ERROR"
@@ -226,3 +234,77 @@ def test_every_trial_failing_is_one_line(tiny_config_dict, tmp_path, monkeypatch
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: every trial failed (first: ")
     assert "nope" in err[-1] and "trials.csv" in err[-1]
+
+
+class Killed(Exception):
+    """Stands for the trial's process being killed."""
+
+
+class FakeTune:
+    """The part of ``ray.tune`` a trial uses: its id, the checkpoint it is restored from,
+    and reports (each checkpoint copied away, as Ray persists it)."""
+
+    def __init__(self, store, restore_from=None, die_after=None):
+        self.store, self.restore_from, self.die_after = store, restore_from, die_after
+        self.reports = []
+
+    def get_context(self):
+        return type("Context", (), {"get_trial_id": staticmethod(lambda: "trial0")})()
+
+    def get_checkpoint(self):
+        if self.restore_from is None:
+            return None
+        return type("Saved", (), {"as_directory": lambda _: nullcontext(str(self.restore_from))})()
+
+    def report(self, metrics, checkpoint=None):
+        import shutil
+
+        self.reports.append(dict(metrics))
+        shutil.copytree(checkpoint, self.store / f"checkpoint_epoch{metrics['epoch']}")
+        if self.die_after == len(self.reports):
+            raise Killed
+
+
+def test_interrupted_trial_continues_from_its_last_report(tiny_config_dict, tmp_path, monkeypatch):
+    """A trial killed after its third epoch's report, restored from that report's
+    checkpoint, reports the remaining epochs with the values of an uninterrupted trial."""
+    from ray import tune
+
+    from recbole_awrsr.tune import Study, train_trial
+
+    config = {key: value for key, value in tiny_config_dict.items() if key != "checkpoint_dir"}
+    config.update(epochs=5, stopping_step=10, hidden_dropout_prob=0.3)
+
+    def trial(name, **fake_options):
+        fake = FakeTune(tmp_path / name, **fake_options)
+        (tmp_path / name).mkdir(exist_ok=True)
+        for attribute in ("get_context", "get_checkpoint", "report"):
+            monkeypatch.setattr(tune, attribute, getattr(fake, attribute))
+        monkeypatch.setattr(tune.Checkpoint, "from_directory", staticmethod(lambda path: path))
+        study = Study("SASRecAWR", "tiny", (), config, str(tmp_path / name / "trials"), 1)
+        try:
+            train_trial({"n_heads": 2}, study)
+        except Killed:
+            pass
+        return fake.reports
+
+    whole = trial("whole")
+    first = trial("cut", die_after=3)
+    rest = trial("cut", restore_from=tmp_path / "cut" / "checkpoint_epoch2")
+    assert [r["epoch"] for r in whole] == [0, 1, 2, 3, 4]
+    assert [r["epoch"] for r in first] == [0, 1, 2] and [r["epoch"] for r in rest] == [3, 4]
+    assert first + rest == whole
+
+
+def test_another_search_in_the_same_folder_is_refused(tmp_path):
+    from recbole_awrsr.tune import check_same_search
+
+    recorded = {"model": "SASRecAWR", "dataset": "beauty", "params_file": "n_heads choice [1, 2]\n",
+                "fixed": {"epochs": "80"}, "num_samples": 16}
+    check_same_search(str(tmp_path), recorded)  # the first run records it
+    assert json.loads((tmp_path / "search.json").read_text()) == recorded
+    check_same_search(str(tmp_path), dict(recorded))  # the same search continues
+    other = {**recorded, "params_file": "n_heads choice [1, 2, 4]\n", "num_samples": 8}
+    with pytest.raises(ConfigurationError, match=r"holds another search \(it differs in: "
+                                                 r"num_samples, params_file\).*use another --out"):
+        check_same_search(str(tmp_path), other)

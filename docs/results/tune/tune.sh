@@ -5,8 +5,9 @@
 # Each search writes docs/results/tune/<dataset>/{trials.csv,best.yaml,best_result.json};
 # best.yaml then goes to every mechanism's comparison:
 #   python -m recbole_awrsr.compare --datasets beauty --config docs/results/tune/beauty/best.yaml ...
-# A search is not resumable: run it in one stretch (about 16 trials, 2 at a time on 2 cores;
-# ASHA stops weak ones after 5, 10, 20, 40 epochs). From the repository root:
+# About 16 trials, 2 at a time on 2 cores; ASHA stops weak ones after 5, 10, 20, 40 epochs.
+# The search resumes (since session 7): the same command again continues an interrupted
+# search, each unfinished trial from its last reported epoch. From the repository root:
 #   nohup docs/results/tune/tune.sh beauty > tune-beauty.log 2>&1 &
 # Not run yet (2026-12-01): the 2-core machine was busy with the variant grids.
 set -eu
