@@ -10,16 +10,16 @@ from recbole_awrsr import allocator
 
 pytestmark = pytest.mark.skipif(allocator.glibc() is None, reason="the C library is not glibc")
 
-# allocates, fills and frees a 64 MB tensor 7 times; prints the page faults of the last 5
-# (the second block lands beside the first, the later ones reuse it)
+# allocates, fills and frees a 64 MB tensor 9 times; prints the page faults of the last 5
+# (the first few blocks may land at new places in the growing heap, the later ones reuse one)
 PROBE = """
 import json, resource, sys, torch
 from recbole_awrsr.allocator import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False
 def once():
     torch.empty(16 * 2**20).fill_(1.0)
-once()
-once()
+for _ in range(4):
+    once()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(5):
     once()
@@ -38,9 +38,9 @@ def test_freed_blocks_are_reused_instead_of_faulted_in_again():
     default, kept = probe("default"), probe("keep")
     pages = 64 * 2**20 // 4096
     # glibc's default: a fresh mmap per allocation, every page faulted in each time
-    assert default["faults"] >= 5 * pages * 0.9
+    assert default["faults"] >= 4 * pages
     assert kept["applied"] is True
-    assert kept["faults"] < pages // 10
+    assert kept["faults"] < pages // 2  # not one block faulted in again
 
 
 def test_build_applies_it_unless_the_key_is_off(tiny_config_dict, monkeypatch):
