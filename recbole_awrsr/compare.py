@@ -30,6 +30,7 @@ import pandas as pd
 from recbole.evaluator.metrics import NDCG, Recall
 from tqdm import tqdm
 
+import recbole_awrsr
 from recbole_awrsr import cli
 from recbole_awrsr import model as plugin_models
 from recbole_awrsr.cli import config_pairs
@@ -185,8 +186,6 @@ def code_version(package=None):
     ``package``: the package folder (default: this package's), which counts as a
     checkout only when git tracks its files (not a virtual environment inside some repository).
     """
-    import recbole_awrsr
-
     package = package or os.path.dirname(os.path.abspath(recbole_awrsr.__file__))
 
     def git(*args):
