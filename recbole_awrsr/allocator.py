@@ -5,8 +5,9 @@ tens of MB, and a full-ranking validation batch a (users, items) one of hundreds
 malloc serves blocks over 32 MB with a fresh ``mmap`` and hands them back on ``free``,
 so every step faults each of their pages in again, which costs more than the arithmetic
 that fills them. Told to serve everything from its heap and never shrink it, malloc
-reuses the freed blocks; the process keeps its peak size. Measured speed-ups are in
-``benchmarks/README.md``; ``tests/test_allocator.py`` counts the page faults.
+reuses the freed blocks (in most processes all of them; in some heap layouts a block
+still lands at a new place now and then); the process keeps its peak size. Measured
+speed-ups are in ``benchmarks/README.md``; ``tests/test_allocator.py`` counts the page faults.
 """
 
 import ctypes
