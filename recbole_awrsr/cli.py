@@ -27,6 +27,7 @@ SUBCOMMANDS = {
     "data": "recbole_awrsr.datatools.cli",
     "tune": "recbole_awrsr.tune",
     "compare": "recbole_awrsr.compare",
+    "report": "recbole_awrsr.report",
     "analysis": "recbole_awrsr.analysis.__main__",
     "recommend": "recbole_awrsr.recommend",
 }

@@ -45,9 +45,10 @@ from recbole_awrsr.tables import (
     PER_USER_METRICS,
     REFINE_PREFIX,
     model_mechanisms,
+    report_sections,
     row_label,
     sharpness_figure,
-    tables_markdown,
+    tables_text,
 )
 
 KEYS = ["dataset", "model", "mechanism", "layers", "variant", "seed"]
@@ -369,13 +370,28 @@ def compare(args, keys):
     elif os.path.exists(failures_path):
         os.remove(failures_path)
     if len(frame):
-        text, summary = tables_markdown(frame, args.alpha, per_user_reader(out))
-        write_text(os.path.join(out, "tables.md"), text)
-        write_text(os.path.join(out, "summary.csv"), summary.to_csv(index=False))
-        figure = sharpness_figure(frame)
-        if figure is not None:
-            save_figure(figure, os.path.join(out, "validation.png"))
+        write_report(out, frame, args.alpha)
     return frame, failures
+
+
+def write_report(out, frame=None, alpha=0.05):
+    """Rewrite a grid's ``tables.md``, ``summary.csv`` and ``validation.png`` from its runs.
+
+    ``frame``: the grid's results (default: read from ``<out>/results.csv``). Returns the
+    report's named sections (:func:`~recbole_awrsr.tables.report_sections`), ``{}`` when
+    the grid has no run yet.
+    """
+    if frame is None:
+        frame = read_results(os.path.join(out, "results.csv"))
+    if not len(frame):
+        return {}
+    sections, summary = report_sections(frame, alpha, per_user_reader(out))
+    write_text(os.path.join(out, "tables.md"), tables_text(sections, summary, alpha))
+    write_text(os.path.join(out, "summary.csv"), summary.to_csv(index=False))
+    figure = sharpness_figure(frame)
+    if figure is not None:
+        save_figure(figure, os.path.join(out, "validation.png"))
+    return sections
 
 
 def main(argv=None):

@@ -179,6 +179,11 @@ def _depth_key(layers):
     return (0, int(layers), "") if str(layers).isdigit() else (1, 0, str(layers))
 
 
+def _depths(summary):
+    """The numbers of layers in a summary, in order (``["-"]`` when only baselines ran)."""
+    return sorted(set(summary["layers"]) - {NO_MECHANISM}, key=_depth_key) or [NO_MECHANISM]
+
+
 def table2_markdown(summary, layers, alpha):
     """Table 2 at one number of layers: R@1, R@5, N@5 per dataset, rows model (+ mechanism)."""
     # models without n_layers (GRU4Rec, ...) stand beside every depth
@@ -287,30 +292,102 @@ def users_markdown(summary, alpha):
     return "\n".join(lines)
 
 
-def tables_markdown(frame, alpha=0.05, per_user=None):
-    """The Markdown report of a results frame, and the summary it was made from.
+def choice_markdown(frame, metric="valid_ndcg@10"):
+    """The choice of a setting on validation: every row ranked by its mean over seeds.
 
+    Per (dataset, n_layers) and plugin backbone: each (mechanism, variant) row with its
+    number of runs, mean ± sd of ``metric`` (a results column, the best epoch's
+    validation score) and change against the mean of the same backbone's ``none`` runs
+    under the same settings less the refinement keys (as :func:`summarize`), best
+    first; the best row is in bold and named in a closing line. RecBole baselines are
+    left out (nothing of theirs is chosen here).
+    """
+    if metric not in frame:
+        return ""
+    frame = labelled(frame)
+    frame = frame[frame["model"].isin(plugin_models.refined_models())]
+    title = metric.replace("valid_", "validation ").replace("ndcg", "NDCG").replace("recall", "Recall")
+    parts = []
+    for (dataset, layers, model), part in frame.groupby(["dataset", "layers", "model"], sort=False):
+        scores = part.assign(score=pd.to_numeric(part[metric], errors="coerce"))
+        stats = scores.groupby("label", sort=False)["score"].agg(["count", "mean", "std"])
+        stats = stats.sort_values("mean", ascending=False, kind="stable")
+        variants = scores.drop_duplicates("label").set_index("label")["variant"]
+        nones = scores[scores["mechanism"] == BASE]
+        lines = [f"{dataset}, n_layers = {layers}, {model}: mean {title} over seeds, best first", "",
+                 f"| rank | setting | runs | {title} | change against none |", "|---|---|---|---|---|"]
+        for rank, (label, row) in enumerate(stats.iterrows(), start=1):
+            spread = f" ± {row['std']:.4f}" if row["count"] > 1 else ""
+            # against the none runs of the same settings less the refinement keys
+            base = nones[nones["variant"] == base_variant(variants[label])]["score"].mean()
+            change = (f"{(row['mean'] - base) / base * 100 + 0.0:+.1f}%"
+                      if base == base and base and scores[scores["label"] == label]["mechanism"].iloc[0] != BASE
+                      else "")
+            name = f"**{label}**" if rank == 1 else label
+            lines.append(f"| {rank} | {name} | {int(row['count'])} | {row['mean']:.4f}{spread} | {change} |")
+        best = stats.index[0]
+        lines += ["", f"Highest mean {title}: {best} ({stats['mean'].iloc[0]:.4f}, "
+                      f"{int(stats['count'].iloc[0])} runs)."]
+        parts += lines + [""]
+    return "\n".join(parts).rstrip("\n")
+
+
+def report_sections(frame, alpha=0.05, per_user=None):
+    """The report of a results frame as named Markdown sections, and its summary.
+
+    Names: ``validation``, ``choice`` (:func:`choice_markdown`), ``table2`` (one table
+    per number of layers), ``table3`` (only with several depths) and ``users`` (only
+    when per-user files exist). ``docs/results.md`` takes them by name
+    (:mod:`recbole_awrsr.report`), ``tables.md`` puts them all together; ``legend``
+    says what the test tables' brackets and marks mean (``table2`` starts with it).
     ``per_user(record)``: the path of a run's per-user test metrics (see :func:`summarize`).
     """
     summary = summarize(frame, sorted(set(TABLE2_METRICS) | {TABLE3_METRIC} | set(PER_USER_METRICS)),
                         per_user)
-    seeds = sorted(frame["seed"].unique(), key=lambda s: (len(s), s))
+    seeds = sorted(frame["seed"].astype(str).unique(), key=lambda s: (len(s), s))
     legend = (f"Test metrics, mean over seeds {', '.join(seeds)}. In brackets: change against "
               f"the same backbone with `refine_mechanism: none` (same dataset, layers and seeds); "
               f"`*`: p < {alpha} in a two-sided paired t-test over seeds.")
-    parts = ["# Comparison", "", "## Validation (what settings are chosen on)", "",
-             validation_markdown(frame), legend, ""]
-    depths = sorted(set(summary["layers"]) - {NO_MECHANISM}, key=_depth_key)
-    for layers in depths or [NO_MECHANISM]:
-        parts += [f"## Table 2 (n_layers = {layers})", "", table2_markdown(summary, layers, alpha), ""]
+    depths = _depths(summary)
+    tables = [(f"n_layers = {layers}", table2_markdown(summary, layers, alpha)) for layers in depths]
+    sections = {
+        "validation": validation_markdown(frame).rstrip("\n"),
+        "choice": choice_markdown(frame) or "(no validation scores in these runs)",
+        "legend": legend,
+        "table2": "\n\n".join([legend] + [f"{caption}:\n\n{table}" if len(tables) > 1 else table
+                                         for caption, table in tables]),
+    }
     if len(depths) > 1:
-        parts += ["## Table 3 (NDCG@5 by n_layers)", "", table3_markdown(summary, alpha), ""]
+        sections["table3"] = table3_markdown(summary, alpha)
     users = users_markdown(summary, alpha)
     if users:
-        parts += ["## Significance across test users (NDCG@10)", "",
-                  f"Each user's NDCG@10 averaged over the seeds both have; two-sided paired t-test "
-                  f"over users (`*`: p < {alpha}) beside the paired t-test over seeds.", "", users, ""]
-    return "\n".join(parts), summary
+        sections["users"] = (f"Each user's NDCG@10 averaged over the seeds both have; two-sided "
+                             f"paired t-test over users (`*`: p < {alpha}) beside the paired t-test "
+                             f"over seeds.\n\n{users}")
+    return sections, summary
+
+
+def tables_markdown(frame, alpha=0.05, per_user=None):
+    """The Markdown report of a results frame (``tables.md``), and the summary it was made from.
+
+    The sections of :func:`report_sections`, under headings.
+    """
+    sections, summary = report_sections(frame, alpha, per_user)
+    return tables_text(sections, summary, alpha), summary
+
+
+def tables_text(sections, summary, alpha=0.05):
+    """``tables.md`` from :func:`report_sections`' output: every section under a heading."""
+    parts = ["# Comparison", "", "## Validation (what settings are chosen on)", "",
+             sections["validation"], "", "## Choice on validation", "", sections["choice"], "",
+             sections["legend"], ""]
+    for layers in _depths(summary):
+        parts += [f"## Table 2 (n_layers = {layers})", "", table2_markdown(summary, layers, alpha), ""]
+    if "table3" in sections:
+        parts += ["## Table 3 (NDCG@5 by n_layers)", "", sections["table3"], ""]
+    if "users" in sections:
+        parts += ["## Significance across test users (NDCG@10)", "", sections["users"], ""]
+    return "\n".join(parts)
 
 
 def sharpness_figure(frame):
