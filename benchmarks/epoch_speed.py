@@ -8,8 +8,10 @@ Settings (each a column group of the table):
   ``reuse_freed_memory``;
 * ``lean CE``: the plugin's cross-entropy (``recbole_awrsr.model.cross_entropy``), malloc as
   it comes;
-* ``after``: the plugin's cross-entropy and ``reuse_freed_memory`` (the plugin's defaults now);
-* ``after + bf16``: the same with ``enable_amp`` (bfloat16 autocast for training and
+* ``after``: the plugin's cross-entropy and ``reuse_freed_memory`` (the defaults of session 7);
+* ``block``: the block-wise cross-entropy from the hidden states (``linear_cross_entropy``)
+  and ``reuse_freed_memory`` (the defaults since session 8);
+* ``after + bf16``: ``after`` with ``enable_amp`` (bfloat16 autocast for training and
   scoring).
 
 One model per dataset (plugin defaults, ``--mechanism``, default simple), built through
@@ -42,15 +44,26 @@ from common import converted, write_report  # noqa: E402
 
 import recbole_awrsr.model.sasrec_awr as sasrec_awr  # noqa: E402
 from recbole_awrsr import Config, allocator  # noqa: E402
-from recbole_awrsr.model.cross_entropy import cross_entropy  # noqa: E402
+from recbole_awrsr.model.cross_entropy import cross_entropy, linear_cross_entropy  # noqa: E402
 from recbole_awrsr.quick_start import build  # noqa: E402
 
-#: name -> (cross-entropy, malloc keeps freed memory, bfloat16 autocast)
+
+def torch_loss(hidden, weight, targets):
+    return F.cross_entropy(hidden @ weight.t(), targets)
+
+
+def lean_loss(hidden, weight, targets):
+    return cross_entropy(hidden @ weight.t(), targets)
+
+
+#: name -> (the model's loss of hidden states, item embeddings and targets, malloc keeps
+#: freed memory, bfloat16 autocast)
 SETTINGS = {
-    "before": (F.cross_entropy, False, False),
-    "lean CE": (cross_entropy, False, False),
-    "after": (cross_entropy, True, False),
-    "after + bf16": (cross_entropy, True, True),
+    "before": (torch_loss, False, False),
+    "lean CE": (lean_loss, False, False),
+    "after": (lean_loss, True, False),
+    "block": (linear_cross_entropy, True, False),
+    "after + bf16": (lean_loss, True, True),
 }
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4
@@ -83,7 +96,7 @@ def measure(dataset, mechanism, rounds, names):
             shift = round_ % len(names)
             for name in names[shift:] + names[:shift]:
                 loss, keep, amp = SETTINGS[name]
-                sasrec_awr.cross_entropy = loss
+                sasrec_awr.linear_cross_entropy = loss
                 malloc_mode(keep)
                 trainer.enable_amp = amp
                 started = time.perf_counter()
@@ -98,7 +111,7 @@ def measure(dataset, mechanism, rounds, names):
                 print(f"{dataset} round {round_} {name}: train {trained - started:.1f} s, "
                       f"valid {validated - trained:.1f} s", file=sys.stderr, flush=True)
     finally:
-        sasrec_awr.cross_entropy = cross_entropy
+        sasrec_awr.linear_cross_entropy = linear_cross_entropy
     record = {"dataset": dataset, "mechanism": mechanism, "rounds": rounds,
               "train_batches": len(built.train_data), "items": built.dataset.item_num}
     for (name, part), values in times.items():

@@ -1,16 +1,19 @@
-"""torch's cross-entropy against the plugin's lean one (``recbole_awrsr.model.cross_entropy``),
-per training step of SASRecAWR with ``train_targets: all``.
+"""torch's cross-entropy against the plugin's two (``recbole_awrsr.model.cross_entropy``), per
+training step of SASRecAWR with ``train_targets: all``: ``lean`` (scores made by a product,
+softmax minus one-hot in place; the default until session 8) and ``block`` (block-wise from
+the hidden states, ``linear_cross_entropy``, the default since).
 
 For each dataset (ml-100k; beauty and ml-1m when converted under ``dataset_atomic/``) and
 each mechanism (``--mechanisms``), one model with the plugin's defaults (the grids'
 settings: 128 rows a batch, stride n/2, 4 length groups) is built through
 ``recbole_awrsr.quick_start.build``; RecBole's training step (zero_grad, loss, backward,
 Adam step) runs on each of the first ``--batches`` training batches with the loss's
-cross-entropy being torch's (``torch.nn.functional.cross_entropy``) or the plugin's,
-alternating batch by batch (each batch starts from the same weights and optimizer state), ``--repeats``
-rounds after an untimed one. The table gives medians, the ratio torch / plugin (above 1:
-the plugin's is faster) and the largest relative difference of the two losses.
-``--amp`` times both under bfloat16 autocast instead. malloc is left as it comes
+cross-entropy being torch's (``torch.nn.functional.cross_entropy`` of the product) or one of
+the plugin's, taking turns batch by batch (each batch starts from the same weights and
+optimizer state), ``--repeats`` rounds after an untimed one. The table gives medians, the
+ratios (above 1: the second is faster) and the largest relative difference of the losses
+from torch's. ``--amp`` times them under bfloat16 autocast instead (where ``block``
+falls back to ``lean``). malloc is left as it comes
 (``reuse_freed_memory: False``), so that the table isolates the loss.
 
 Usage::
@@ -35,10 +38,15 @@ from common import converted, first, write_report  # noqa: E402
 
 import recbole_awrsr.model.sasrec_awr as sasrec_awr  # noqa: E402
 from recbole_awrsr import Config  # noqa: E402
-from recbole_awrsr.model.cross_entropy import cross_entropy  # noqa: E402
+from recbole_awrsr.model.cross_entropy import cross_entropy, linear_cross_entropy  # noqa: E402
 from recbole_awrsr.quick_start import build  # noqa: E402
 
-LOSSES = {"torch": F.cross_entropy, "plugin": cross_entropy}
+#: name -> the model's loss of (hidden (T, d), item embeddings (N, d), targets (T,))
+LOSSES = {
+    "torch": lambda hidden, weight, targets: F.cross_entropy(hidden @ weight.t(), targets),
+    "lean": lambda hidden, weight, targets: cross_entropy(hidden @ weight.t(), targets),
+    "block": linear_cross_entropy,
+}
 
 
 def measure(dataset, mechanism, batches, repeats, amp):
@@ -56,7 +64,7 @@ def measure(dataset, mechanism, batches, repeats, amp):
     def step(batch, name):
         model.load_state_dict(start[0])
         optimizer.load_state_dict(start[1])
-        sasrec_awr.cross_entropy = LOSSES[name]
+        sasrec_awr.linear_cross_entropy = LOSSES[name]
         torch.manual_seed(0)  # the same dropout masks for both
         started = time.perf_counter()
         optimizer.zero_grad()
@@ -67,34 +75,43 @@ def measure(dataset, mechanism, batches, repeats, amp):
         return time.perf_counter() - started, loss.item()
 
     times = {name: [] for name in LOSSES}
-    difference = 0.0
+    difference = {name: 0.0 for name in LOSSES}
     try:
         for round_ in range(repeats + 1):  # round 0 warms up (allocator, oneDNN kernels)
             for batch in train_batches:
                 losses = {}
-                for name in (LOSSES if round_ % 2 == 0 else reversed(list(LOSSES))):
+                names = list(LOSSES)
+                shift = round_ % len(names)  # each loss takes each place in the turn
+                for name in names[shift:] + names[:shift]:
                     seconds, losses[name] = step(batch, name)
                     if round_:
                         times[name].append(seconds)
-                difference = max(difference, abs(losses["plugin"] - losses["torch"]) / abs(losses["torch"]))
+                for name in LOSSES:
+                    difference[name] = max(difference[name],
+                                           abs(losses[name] - losses["torch"]) / abs(losses["torch"]))
     finally:
-        sasrec_awr.cross_entropy = cross_entropy
+        sasrec_awr.linear_cross_entropy = linear_cross_entropy
     record = {"dataset": dataset, "mechanism": mechanism, "amp": amp, "items": built.dataset.item_num,
-              "steps_each": len(times["torch"]), "max_rel_loss_difference": difference}
+              "steps_each": len(times["torch"]),
+              "max_rel_loss_difference": max(difference["lean"], difference["block"])}
     for name, values in times.items():
         record[f"{name}_s"] = statistics.median(values)
-    record["ratio"] = record["torch_s"] / record["plugin_s"]
+    record["torch_over_lean"] = record["torch_s"] / record["lean_s"]
+    record["torch_over_block"] = record["torch_s"] / record["block_s"]
+    record["lean_over_block"] = record["lean_s"] / record["block_s"]
     return record
 
 
 def markdown(records):
-    lines = ["| dataset (items) | mechanism | autocast | steps each | step s, torch CE | step s, plugin CE "
-             "| torch/plugin | largest loss difference (relative) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| dataset (items) | mechanism | autocast | steps each | step s, torch | step s, lean "
+             "| step s, block | torch/lean | torch/block | lean/block | largest loss difference (relative) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         lines.append(f"| {r['dataset']} ({r['items']:,}) | {r['mechanism']} | "
                      f"{'bfloat16' if r['amp'] else 'off'} | {r['steps_each']} | {r['torch_s']:.4f} | "
-                     f"{r['plugin_s']:.4f} | {r['ratio']:.2f}x | {r['max_rel_loss_difference']:.1e} |")
+                     f"{r['lean_s']:.4f} | {r['block_s']:.4f} | {r['torch_over_lean']:.2f}x | "
+                     f"{r['torch_over_block']:.2f}x | {r['lean_over_block']:.2f}x | "
+                     f"{r['max_rel_loss_difference']:.1e} |")
     return "\n".join(lines)
 
 
@@ -104,7 +121,7 @@ def main(argv=None):
     parser.add_argument("--mechanisms", nargs="+", default=["none", "simple"])
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--amp", action="store_true", help="both under bfloat16 autocast")
+    parser.add_argument("--amp", action="store_true", help="all under bfloat16 autocast")
     parser.add_argument("--out", help="folder for results.json and table.md")
     args = parser.parse_args(argv)
     records = []

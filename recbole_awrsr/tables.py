@@ -326,8 +326,9 @@ def choice_markdown(frame, metric="valid_ndcg@10"):
             name = f"**{label}**" if rank == 1 else label
             lines.append(f"| {rank} | {name} | {int(row['count'])} | {row['mean']:.4f}{spread} | {change} |")
         best = stats.index[0]
+        runs = int(stats["count"].iloc[0])
         lines += ["", f"Highest mean {title}: {best} ({stats['mean'].iloc[0]:.4f}, "
-                      f"{int(stats['count'].iloc[0])} runs)."]
+                      f"{runs} run{'' if runs == 1 else 's'})."]
         parts += lines + [""]
     return "\n".join(parts).rstrip("\n")
 

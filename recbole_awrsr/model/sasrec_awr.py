@@ -12,7 +12,7 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 
 from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.model.attention import RefinedTransformerEncoder
-from recbole_awrsr.model.cross_entropy import cross_entropy
+from recbole_awrsr.model.cross_entropy import linear_cross_entropy
 from recbole_awrsr.model.base import AttentionModelMixin
 from recbole_awrsr.model.dropout import use_fast_dropout
 from recbole_awrsr.model.refinement import (
@@ -187,8 +187,7 @@ class SASRecAWR(AttentionModelMixin, SASRec):
         (hidden,) = self.encode(interaction[self.ITEM_SEQ], read_from)
         hidden, positives = hidden[real], targets[real]  # (T, d), (T,)
         if self.loss_type == "CE":
-            logits = hidden @ self.item_embedding.weight.t()  # (T, |I|)
-            return cross_entropy(logits, positives)
+            return linear_cross_entropy(hidden, self.item_embedding.weight, positives)
         negatives = sample_negatives(targets, self.n_items)[real]
         pos_score = (hidden * self.item_embedding(positives)).sum(-1)
         neg_score = (hidden * self.item_embedding(negatives)).sum(-1)
