@@ -122,7 +122,7 @@ def measure(dataset, mechanism, rounds, names):
 
 def markdown(records, names):
     header = ["dataset (items)", "mechanism"] + [f"{name}: train s / valid s" for name in names] + [
-        f"before / {name} (train+valid)" for name in names[1:]]
+        f"{names[0]} / {name} (train+valid)" for name in names[1:]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in records:
         total = {name: r[f"{name}|train_s"] + r[f"{name}|valid_s"] for name in names}
