@@ -26,6 +26,13 @@ class Param:
     kind: str
     args: tuple
 
+    def lowest(self):
+        """The first value the key can take: a choice's first option, a range's low end
+        (``loguniform``: exp of its natural-log bound)."""
+        if self.kind == "loguniform":
+            return math.exp(self.args[0])
+        return self.args[0]
+
 
 def parse_params(text, source="<params>"):
     """Read RecBole's params-file format into ``{name: Param}``.

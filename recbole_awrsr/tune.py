@@ -276,7 +276,7 @@ def tune_model(args, fixed):
     # Checked here, with the searched keys at their first values, so that a
     # mistake in the fixed keys fails before Ray starts.
     probe = Config(args.model, args.dataset, list(config_files),
-                   {**fixed, **{name: p.args[0] for name, p in params.items()}})
+                   {**fixed, **{name: p.lowest() for name, p in params.items()}})
     mode = "max" if probe["valid_metric_bigger"] else "min"
     epochs = probe["epochs"]
 

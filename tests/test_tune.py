@@ -182,6 +182,31 @@ def test_configuration_mistake_fails_before_ray_starts(tiny_config_dict, tmp_pat
     assert not ray.is_initialized()
 
 
+def test_each_kind_has_its_lowest_value_in_the_space():
+    params = parse_params(PARAMS)
+    assert params["learning_rate"].lowest() == pytest.approx(math.exp(-9.2))  # not the log bound
+    assert params["hidden_size"].lowest() == 32
+    assert params["hidden_dropout_prob"].lowest() == 0.1
+    assert params["weight_decay"].lowest() == 0
+
+
+def test_shipped_search_space_passes_the_check_before_ray(tiny_config_dict, tmp_path, capsys):
+    """The configuration checked before Ray starts takes each searched key at a value of
+    its space: a log-scale learning rate is not its (negative) log bound. A fixed mistake
+    is then what is reported."""
+    import ray
+
+    from recbole_awrsr.cli import main
+
+    shipped = Path(__file__).resolve().parent.parent / "properties" / "hyper" / "sasrec.hyper"
+    status = main(["tune", "--model=SASRecAWR", "--dataset=tiny", f"--params_file={shipped}",
+                   f"--data_path={tiny_config_dict['data_path']}", "--refine_mechanism=stochastic"])
+    assert status == 2
+    error = capsys.readouterr().err
+    assert "stochastic" in error and "learning_rate" not in error
+    assert not ray.is_initialized()
+
+
 def test_key_both_searched_and_fixed_is_refused(tiny_config_dict, tmp_path, capsys):
     from recbole_awrsr.cli import main
 
