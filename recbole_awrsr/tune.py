@@ -44,13 +44,18 @@ from recbole_awrsr.trainer import last_state_path
 
 @dataclass(frozen=True)
 class Study:
-    """What every trial shares: model, dataset, absolute config files and fixed keys."""
+    """What every trial shares: model, dataset, absolute config files and fixed keys.
+
+    ``data_path``: the absolute folder of the atomic files, as the command's working
+    directory resolves it, for trials that run elsewhere (None: the config decides).
+    """
     model: str
     dataset: str
     config_files: tuple
     config_dict: dict
     checkpoint_root: str
     threads: int
+    data_path: str = None
 
 
 def absolute_paths(config_dict):
@@ -87,7 +92,10 @@ def train_trial(search_config, study):
     sys.argv = sys.argv[:1]
     torch.set_num_threads(study.threads)
     folder = os.path.join(study.checkpoint_root, tune.get_context().get_trial_id())
-    config_dict = {**study.config_dict, **search_config, "checkpoint_dir": folder}
+    # Ray runs the trial in a folder of its own: a relative data_path (the default
+    # dataset_atomic/ included) is resolved where the command was started
+    paths = {"data_path": study.data_path} if study.data_path else {}
+    config_dict = {**paths, **study.config_dict, **search_config, "checkpoint_dir": folder}
     built = build(Config(study.model, study.dataset, list(study.config_files), config_dict))
     trainer = built.trainer
     os.makedirs(folder, exist_ok=True)
@@ -281,7 +289,9 @@ def tune_model(args, fixed):
     epochs = probe["epochs"]
 
     study = Study(args.model, args.dataset, config_files, fixed,
-                  os.path.join(out, "checkpoints"), max(1, int(args.cpus_per_trial)))
+                  os.path.join(out, "checkpoints"), max(1, int(args.cpus_per_trial)),
+                  # RecBole's Config has joined the dataset's name to data_path
+                  os.path.dirname(os.path.abspath(probe["data_path"])))
     check_same_search(out, search_fingerprint(args, fixed, config_files))
     started_ray = False
     temp_dir = None

@@ -109,8 +109,12 @@ def test_tuning_run_writes_trials_and_best_yaml_that_reruns(tiny_config_dict, tm
     """Three grid trials on the tiny dataset: two train, one raises (3 heads do not divide 16).
 
     The search goes on past the failure, every epoch is reported, and the best
-    configuration reruns through the CLI to the validation score its trial reached.
+    configuration reruns through the CLI to the validation score its trial reached. The
+    atomic files sit where the default ``data_path`` (``dataset_atomic/``, relative) finds
+    them from the command's folder, while Ray runs each trial in a folder of its own.
     """
+    import shutil
+
     import ray
 
     from recbole_awrsr.cli import main as cli_main
@@ -120,8 +124,9 @@ def test_tuning_run_writes_trials_and_best_yaml_that_reruns(tiny_config_dict, tm
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     (tmp_path / "heads.hyper").write_text("n_heads choice [1, 2, 3]\n")
+    shutil.copytree(Path(tiny_config_dict["data_path"]) / "tiny", tmp_path / "dataset_atomic" / "tiny")
     fixed = {key: value for key, value in tiny_config_dict.items()
-             if key not in ("checkpoint_dir", "n_heads")}  # n_heads is searched
+             if key not in ("checkpoint_dir", "n_heads", "data_path")}  # n_heads is searched
     fixed["epochs"] = 3
     argv = ["tune", "--model=SASRecAWR", "--dataset=tiny", "--params_file=heads.hyper",
             "--search", "grid", "--num-samples", "1", "--num-cpus", "2", "--scheduler", "asha",
@@ -156,7 +161,7 @@ def test_tuning_run_writes_trials_and_best_yaml_that_reruns(tiny_config_dict, tm
     best_heads = int(trials.loc[trials["valid_score"].idxmax(), "n_heads"])
     assert best["n_heads"] == best_heads
     assert best["seed"] == 7 and best["epochs"] == 3 and best["hidden_size"] == 16
-    assert "checkpoint_dir" not in best
+    assert "checkpoint_dir" not in best and "data_path" not in best  # portable
 
     summary = json.loads((tmp_path / "tuned" / "best_result.json").read_text())
     assert summary["failed"] == 1
