@@ -27,7 +27,7 @@ def test_protocol_defaults_apply_to_ours_and_baselines(model):
 def test_model_yaml_is_overlaid():
     config = Config(model="SASRecAWR", dataset="ml-100k")
     assert properties_dir().joinpath("model", "SASRecAWR.yaml").is_file()
-    assert config["refine_mechanism"] == "simple"
+    assert config["refine_mechanism"] == "value"
     assert config["refine_share_heads"] is True
     assert config["refine_input"] == "probs"
     assert config["train_targets"] == "all"
@@ -75,7 +75,7 @@ def test_sys_argv_is_not_read(monkeypatch):
     monkeypatch.setattr("sys.argv", ["pytest", "--epochs=999", "--refine_mechanism=bogus"])
     config = Config(model="SASRecAWR", dataset="ml-100k")
     assert config["epochs"] != 999
-    assert config["refine_mechanism"] == "simple"
+    assert config["refine_mechanism"] == "value"
 
 
 @pytest.mark.parametrize("overrides, fragment", [

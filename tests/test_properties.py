@@ -39,7 +39,7 @@ def test_no_key_is_stated_twice_along_a_chain(model):
 @pytest.mark.parametrize("model, expected", [
     # SASRec's defaults come from RecBole's SASRec.yaml, ours on top
     ("SASRecAWR", {"n_layers": 2, "hidden_dropout_prob": 0.5, "loss_type": "CE",
-                   "train_batch_size": 128, "refine_mechanism": "simple", "train_targets": "all"}),
+                   "train_batch_size": 128, "refine_mechanism": "value", "train_targets": "all"}),
     # STOSAAWR inherits everything of STOSA.yaml and adds the refinement keys
     ("STOSAAWR", {"n_layers": 1, "n_heads": 4, "loss_type": "BPR", "pvn_weight": 0.005,
                   "train_batch_size": 256, "refine_mechanism": "simple", "refine_input": "probs"}),
