@@ -326,6 +326,32 @@ def test_interrupted_trial_continues_from_its_last_report(tiny_config_dict, tmp_
     assert first + rest == whole
 
 
+def test_trials_run_at_the_niceness_of_the_command(tmp_path, monkeypatch, ray_home):
+    """Ray nices its workers to 15 by default; a search's trials must not be starved by
+    the machine's other (niceness 0) processes."""
+    import os
+    import shutil
+
+    import ray
+
+    from recbole_awrsr.tune import start_local_ray
+
+    monkeypatch.setenv("HOME", str(ray_home))
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.delenv("RAY_worker_niceness", raising=False)
+
+    @ray.remote
+    def niceness():
+        return os.nice(0)
+
+    temp_dir = start_local_ray(1)
+    try:
+        assert ray.get(niceness.remote()) == os.nice(0)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
 def test_another_search_in_the_same_folder_is_refused(tmp_path):
     from recbole_awrsr.tune import check_same_search
 
