@@ -374,19 +374,17 @@ def compare(args, keys):
     return frame, failures
 
 
-def write_report(out, frame=None, alpha=0.05):
+def write_report(out, frame, alpha=0.05):
     """Rewrite a grid's ``tables.md``, ``summary.csv`` and ``validation.png`` from its runs.
 
-    ``frame``: the grid's results (default: read from ``<out>/results.csv``). Returns the
-    report's named sections (:func:`~recbole_awrsr.tables.report_sections`), ``{}`` when
-    the grid has no run yet.
+    ``frame``: the grid's results (:func:`read_results`). Returns the report's named
+    sections (:func:`~recbole_awrsr.tables.report_sections`), ``{}`` when the grid has
+    no run yet.
     """
-    if frame is None:
-        frame = read_results(os.path.join(out, "results.csv"))
     if not len(frame):
         return {}
     sections, summary = report_sections(frame, alpha, per_user_reader(out))
-    write_text(os.path.join(out, "tables.md"), tables_text(sections, summary, alpha))
+    write_text(os.path.join(out, "tables.md"), tables_text(sections, summary))
     write_text(os.path.join(out, "summary.csv"), summary.to_csv(index=False))
     figure = sharpness_figure(frame)
     if figure is not None:

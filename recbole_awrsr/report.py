@@ -11,7 +11,8 @@ does for one grid), then fills the generated blocks of ``--document`` (default
     <!-- /report -->
 
 naming a grid folder and a section of :func:`recbole_awrsr.tables.report_sections`
-(``validation``, ``choice``, ``legend``, ``table2``, ``table3``, ``users``). The
+(``validation``, ``choice``, ``legend``, ``table2``, ``table2-L<n_layers>``, ``table3``,
+``users``). The
 prose around the blocks is the authors'; the numbers inside them always come from the
 runs, so the document cannot drift from its CSVs. Nothing is trained.
 """

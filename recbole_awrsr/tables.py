@@ -312,17 +312,16 @@ def choice_markdown(frame, metric="valid_ndcg@10"):
         scores = part.assign(score=pd.to_numeric(part[metric], errors="coerce"))
         stats = scores.groupby("label", sort=False)["score"].agg(["count", "mean", "std"])
         stats = stats.sort_values("mean", ascending=False, kind="stable")
-        variants = scores.drop_duplicates("label").set_index("label")["variant"]
+        rows = scores.drop_duplicates("label").set_index("label")  # each label's mechanism, variant
         nones = scores[scores["mechanism"] == BASE]
         lines = [f"{dataset}, n_layers = {layers}, {model}: mean {title} over seeds, best first", "",
                  f"| rank | setting | runs | {title} | change against none |", "|---|---|---|---|---|"]
         for rank, (label, row) in enumerate(stats.iterrows(), start=1):
             spread = f" ± {row['std']:.4f}" if row["count"] > 1 else ""
             # against the none runs of the same settings less the refinement keys
-            base = nones[nones["variant"] == base_variant(variants[label])]["score"].mean()
+            base = nones[nones["variant"] == base_variant(rows.at[label, "variant"])]["score"].mean()
             change = (f"{(row['mean'] - base) / base * 100 + 0.0:+.1f}%"
-                      if base == base and base and scores[scores["label"] == label]["mechanism"].iloc[0] != BASE
-                      else "")
+                      if base == base and base and rows.at[label, "mechanism"] != BASE else "")
             name = f"**{label}**" if rank == 1 else label
             lines.append(f"| {rank} | {name} | {int(row['count'])} | {row['mean']:.4f}{spread} | {change} |")
         best = stats.index[0]
@@ -337,8 +336,8 @@ def report_sections(frame, alpha=0.05, per_user=None):
     """The report of a results frame as named Markdown sections, and its summary.
 
     Names: ``validation``, ``choice`` (:func:`choice_markdown`), ``table2`` (one table
-    per number of layers), ``table3`` (only with several depths) and ``users`` (only
-    when per-user files exist). ``docs/results.md`` takes them by name
+    per number of layers), ``table2-L<n_layers>`` (the table of one depth), ``table3``
+    (only with several depths) and ``users`` (only when per-user files exist). ``docs/results.md`` takes them by name
     (:mod:`recbole_awrsr.report`), ``tables.md`` puts them all together; ``legend``
     says what the test tables' brackets and marks mean (``table2`` starts with it).
     ``per_user(record)``: the path of a run's per-user test metrics (see :func:`summarize`).
@@ -350,13 +349,15 @@ def report_sections(frame, alpha=0.05, per_user=None):
               f"the same backbone with `refine_mechanism: none` (same dataset, layers and seeds); "
               f"`*`: p < {alpha} in a two-sided paired t-test over seeds.")
     depths = _depths(summary)
-    tables = [(f"n_layers = {layers}", table2_markdown(summary, layers, alpha)) for layers in depths]
+    tables = {f"table2-L{layers}": table2_markdown(summary, layers, alpha) for layers in depths}
     sections = {
         "validation": validation_markdown(frame).rstrip("\n"),
         "choice": choice_markdown(frame) or "(no validation scores in these runs)",
         "legend": legend,
-        "table2": "\n\n".join([legend] + [f"{caption}:\n\n{table}" if len(tables) > 1 else table
-                                         for caption, table in tables]),
+        "table2": "\n\n".join([legend] + [f"n_layers = {layers}:\n\n{tables[f'table2-L{layers}']}"
+                                          if len(depths) > 1 else tables[f"table2-L{layers}"]
+                                          for layers in depths]),
+        **tables,
     }
     if len(depths) > 1:
         sections["table3"] = table3_markdown(summary, alpha)
@@ -374,16 +375,16 @@ def tables_markdown(frame, alpha=0.05, per_user=None):
     The sections of :func:`report_sections`, under headings.
     """
     sections, summary = report_sections(frame, alpha, per_user)
-    return tables_text(sections, summary, alpha), summary
+    return tables_text(sections, summary), summary
 
 
-def tables_text(sections, summary, alpha=0.05):
+def tables_text(sections, summary):
     """``tables.md`` from :func:`report_sections`' output: every section under a heading."""
     parts = ["# Comparison", "", "## Validation (what settings are chosen on)", "",
              sections["validation"], "", "## Choice on validation", "", sections["choice"], "",
              sections["legend"], ""]
     for layers in _depths(summary):
-        parts += [f"## Table 2 (n_layers = {layers})", "", table2_markdown(summary, layers, alpha), ""]
+        parts += [f"## Table 2 (n_layers = {layers})", "", sections[f"table2-L{layers}"], ""]
     if "table3" in sections:
         parts += ["## Table 3 (NDCG@5 by n_layers)", "", sections["table3"], ""]
     if "users" in sections:

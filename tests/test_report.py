@@ -124,3 +124,17 @@ def test_report_command_refuses_a_broken_document_and_leaves_it_as_it_was(tmp_pa
     assert error.startswith("error: ") and "line 10: grid 'g' has no section 'nothing'" in error
     assert document.read_text() == broken
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".results")]
+
+
+def test_the_table_of_one_depth_is_the_one_tables_md_shows(tmp_path):
+    results = tmp_path / "results"
+    (results / "g").mkdir(parents=True)
+    choice_frame().to_csv(results / "g" / "results.csv", index=False)
+    document = tmp_path / "results.md"
+    document.write_text("<!-- report: g/table2-L2 -->\n<!-- /report -->\n")
+    report(str(results), str(document))
+    block = document.read_text().split("\n")[1:-2]
+    tables = (results / "g" / "tables.md").read_text()
+    under_heading = tables.split("## Table 2 (n_layers = 2)\n\n", 1)[1].split("\n\n", 1)[0]
+    assert block == under_heading.strip("\n").split("\n") and block[0].startswith("| model |")
+    assert any(line.startswith("| SASRecAWR + simple") for line in block)
