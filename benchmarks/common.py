@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: the batches they time, and where their results go."""
+"""What the benchmark scripts share: the batches they time, the losses they compare, and
+where their results go."""
 
 import json
 import os
@@ -14,6 +15,21 @@ def first(loader, count):
         if len(batches) == count:
             break
     return batches
+
+
+def torch_loss(hidden, weight, targets):
+    """torch's cross-entropy of the scores ``hidden @ weight.T`` (the code before session 7),
+    with the signature of :func:`recbole_awrsr.model.cross_entropy.linear_cross_entropy`."""
+    import torch.nn.functional as F
+
+    return F.cross_entropy(hidden @ weight.t(), targets)
+
+
+def lean_loss(hidden, weight, targets):
+    """The plugin's lean cross-entropy of the whole scores array (session 7's default)."""
+    from recbole_awrsr.model.cross_entropy import cross_entropy
+
+    return cross_entropy(hidden @ weight.t(), targets)
 
 
 def converted(datasets):

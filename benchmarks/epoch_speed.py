@@ -35,26 +35,16 @@ import sys
 import time
 from pathlib import Path
 
-import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import converted, write_report  # noqa: E402
+from common import converted, lean_loss, torch_loss, write_report  # noqa: E402
 
 import recbole_awrsr.model.sasrec_awr as sasrec_awr  # noqa: E402
 from recbole_awrsr import Config, allocator  # noqa: E402
-from recbole_awrsr.model.cross_entropy import cross_entropy, linear_cross_entropy  # noqa: E402
+from recbole_awrsr.model.cross_entropy import linear_cross_entropy  # noqa: E402
 from recbole_awrsr.quick_start import build  # noqa: E402
-
-
-def torch_loss(hidden, weight, targets):
-    return F.cross_entropy(hidden @ weight.t(), targets)
-
-
-def lean_loss(hidden, weight, targets):
-    return cross_entropy(hidden @ weight.t(), targets)
-
 
 #: name -> (the model's loss of hidden states, item embeddings and targets, malloc keeps
 #: freed memory, bfloat16 autocast)

@@ -29,24 +29,19 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import converted, first, write_report  # noqa: E402
+from common import converted, first, lean_loss, torch_loss, write_report  # noqa: E402
 
 import recbole_awrsr.model.sasrec_awr as sasrec_awr  # noqa: E402
 from recbole_awrsr import Config  # noqa: E402
-from recbole_awrsr.model.cross_entropy import cross_entropy, linear_cross_entropy  # noqa: E402
+from recbole_awrsr.model.cross_entropy import linear_cross_entropy  # noqa: E402
 from recbole_awrsr.quick_start import build  # noqa: E402
 
 #: name -> the model's loss of (hidden (T, d), item embeddings (N, d), targets (T,))
-LOSSES = {
-    "torch": lambda hidden, weight, targets: F.cross_entropy(hidden @ weight.t(), targets),
-    "lean": lambda hidden, weight, targets: cross_entropy(hidden @ weight.t(), targets),
-    "block": linear_cross_entropy,
-}
+LOSSES = {"torch": torch_loss, "lean": lean_loss, "block": linear_cross_entropy}
 
 
 def measure(dataset, mechanism, batches, repeats, amp):
