@@ -25,7 +25,8 @@ class ParamsFileError(ConfigurationError):
 
 
 class SearchError(AWRSRError):
-    """A hyperparameter search that ran but has nothing to report (every trial failed)."""
+    """A hyperparameter search that ran but has nothing to report: every trial failed, or
+    the search was interrupted before every trial ended."""
 
 
 class ConversionError(AWRSRError):

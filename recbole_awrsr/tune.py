@@ -13,7 +13,10 @@ configuration trained and tested once more, in the driver).
 
 A search resumes: the same command with the same ``--out`` continues an interrupted
 search (Ray's ``Tuner.restore``), each unfinished trial from its last reported epoch;
-``search.json`` there records what the search is, and another search is refused.
+``search.json`` there records what the search is, and another search is refused. An
+interrupted search (Ctrl+C, SIGUSR1) writes ``trials.csv`` with each trial's Ray status
+(``PENDING``, ``RUNNING``, ... for the unfinished ones) and stops there, with exit
+status 2: no ``best.yaml`` is chosen from part of the trials.
 """
 
 import argparse
@@ -125,19 +128,20 @@ def train_trial(search_config, study):
                 callback_fn=report)
 
 
-def trial_rows(results, params, mode):
+def trial_rows(results, params, mode, statuses):
     """One dict per trial of a ``ResultGrid``: status, searched values, best epoch's
     validation metrics, error.
 
-    A trial that raised is ``ERROR``, any other ``TERMINATED`` (ASHA's stopped trials too,
-    as Ray's own trial status says). A trial that failed before its first report still
+    ``status`` is Ray's: ``TERMINATED`` for a trial that ended (ASHA's stopped trials
+    too), ``ERROR`` for one that raised, ``PENDING``/``RUNNING``/``PAUSED`` for one an
+    interrupted search left unfinished. A trial that failed before its first report still
     has Ray's automatic metrics (its id and config).
     """
     rows = []
     for result in results:
         config = result.config or trial_params(result.path)
-        row = {"trial_id": result.metrics.get("trial_id"),
-               "status": "ERROR" if result.error is not None else "TERMINATED"}
+        trial_id = result.metrics.get("trial_id")
+        row = {"trial_id": trial_id, "status": statuses.get(trial_id, "UNKNOWN")}
         row.update({name: config.get(name) for name in params})
         frame = result.metrics_dataframe
         if frame is None or frame.empty or "valid_score" not in frame:
@@ -156,6 +160,19 @@ def trial_rows(results, params, mode):
         row["config"] = config
         rows.append(row)
     return rows
+
+
+def trial_statuses(experiment):
+    """Ray's status of each trial of the search saved in ``experiment``, by trial id.
+
+    Read from the experiment's saved state, not from the ``ResultGrid``: after an
+    interruption Ray marks every trial of the grid ``TERMINATED``, while the state it
+    saved (what ``Tuner.restore`` resumes from) keeps the unfinished ones ``RUNNING``,
+    ``PENDING`` or ``PAUSED``.
+    """
+    from ray import tune
+
+    return {trial.trial_id: trial.status for trial in tune.ExperimentAnalysis(experiment).trials}
 
 
 def trial_params(path):
@@ -337,7 +354,7 @@ def tune_model(args, fixed):
         results = tuner.fit()
         seconds = time.monotonic() - began
         # read while Ray is up: a trial's history may still be fetched from it
-        rows = trial_rows(results, params, mode)
+        rows = trial_rows(results, params, mode, trial_statuses(experiment))
     finally:
         if started_ray:
             ray.shutdown()
@@ -350,6 +367,13 @@ def tune_model(args, fixed):
         if column in trials:
             trials[column] = trials[column].astype("Int64")  # failed trials leave it empty
     write_text(os.path.join(out, "trials.csv"), trials.to_csv(index=False))
+    unfinished = trials[~trials["status"].isin(["TERMINATED", "ERROR"])]
+    if len(unfinished):
+        # Ray returns from an interrupted fit() as from a finished one; a best.yaml chosen
+        # now would come from the trials that happened to run first
+        raise SearchError(f"the search was interrupted with {len(unfinished)} of {len(trials)} "
+                          f"trials unfinished (their status is in {os.path.join(out, 'trials.csv')}); "
+                          f"the same command continues it")
     summary = {"out": out, "trials": len(rows), "seconds": seconds,
                "failed": int((trials["status"] == "ERROR").sum())}
     finished = trials.dropna(subset=["valid_score"]) if "valid_score" in trials else trials.iloc[0:0]

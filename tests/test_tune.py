@@ -266,6 +266,68 @@ def test_every_trial_failing_is_one_line(tiny_config_dict, tmp_path, monkeypatch
     assert "nope" in err[-1] and "trials.csv" in err[-1]
 
 
+def test_an_interrupted_search_chooses_nothing_and_the_same_command_finishes_it(
+        tiny_config_dict, tmp_path, monkeypatch, capsys, ray_home):
+    """Ray returns from an interrupted ``fit()`` as from a finished one. Interrupted (as
+    Ctrl+C does, by the signal Ray also takes: SIGUSR1) once the first trial has reported,
+    the search writes each trial's Ray status, no ``best.yaml``, and exits 2; the same
+    command then finishes every trial, the interrupted one from where it stopped."""
+    import glob
+    import os
+    import shutil
+    import signal
+    import threading
+    import time
+
+    import ray
+
+    from recbole_awrsr.cli import main as cli_main
+
+    monkeypatch.setenv("HOME", str(ray_home))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "heads.hyper").write_text("n_heads choice [1, 2]\n")
+    shutil.copytree(Path(tiny_config_dict["data_path"]) / "tiny", tmp_path / "dataset_atomic" / "tiny")
+    fixed = {key: value for key, value in tiny_config_dict.items()
+             if key not in ("checkpoint_dir", "n_heads", "data_path")}
+    fixed.update(epochs=15, stopping_step=100)
+    argv = ["tune", "--model=SASRecAWR", "--dataset=tiny", "--params_file=heads.hyper",
+            "--search", "grid", "--num-samples", "1", "--num-cpus", "1", "--scheduler", "fifo", "--out", "tuned", "--no-test"]
+    argv += [f"--{key}={value}" for key, value in fixed.items()]
+
+    def interrupt_after_first_report():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            for progress in glob.glob(str(tmp_path / "tuned" / "ray" / "search" / "*" / "progress.csv")):
+                if len(Path(progress).read_text().splitlines()) >= 2:  # header + one epoch
+                    os.kill(os.getpid(), signal.SIGUSR1)
+                    return
+            time.sleep(0.05)
+
+    interrupter = threading.Thread(target=interrupt_after_first_report, daemon=True)
+    try:
+        interrupter.start()
+        assert cli_main(argv) == 2
+        interrupter.join()
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("error: the search was interrupted with ")
+        assert "the same command continues it" in err
+        cut = pd.read_csv(tmp_path / "tuned" / "trials.csv")
+        assert len(cut) == 2 and (cut["status"] != "TERMINATED").any()
+        assert set(cut["status"]) <= {"TERMINATED", "RUNNING", "PENDING", "PAUSED"}
+        assert not (tmp_path / "tuned" / "best.yaml").exists()
+
+        assert cli_main(argv) == 0
+    finally:
+        ray.shutdown()
+    trials = pd.read_csv(tmp_path / "tuned" / "trials.csv")
+    assert list(trials["status"]) == ["TERMINATED", "TERMINATED"]
+    assert list(trials["epochs_reported"]) == [15, 15]  # continued, not restarted or cut short
+    best = yaml.safe_load((tmp_path / "tuned" / "best.yaml").read_text())
+    assert best["n_heads"] == int(trials.loc[trials["valid_score"].idxmax(), "n_heads"])
+
+
 class Killed(Exception):
     """Stands for the trial's process being killed."""
 
