@@ -4,7 +4,7 @@ The paper this plugin implements: Liu, Liu, Liu, "Pay Attention to Attention for
 Sequential Recommendation", RecSys 2024 (arXiv 2410.21048).
 """
 
-from recbole_awrsr.model.targets import next_item_targets, sample_negatives
+from recbole_awrsr.model.targets import next_item_targets, sample_negatives, train_stride
 
 
 class AttentionModelMixin:
@@ -22,6 +22,17 @@ class AttentionModelMixin:
 
     #: ``calculate_loss`` trains on every position of a window with ``train_targets: all``
     handles_all_targets = True
+
+    #: the transformer keys both backbones read, under RecBole's SASRec names
+    TRANSFORMER_KEYS = ("n_layers", "n_heads", "hidden_size", "inner_size", "hidden_dropout_prob",
+                        "attn_dropout_prob", "hidden_act", "layer_norm_eps", "initializer_range")
+
+    def read_transformer_keys(self, config):
+        """Set each of :data:`TRANSFORMER_KEYS` as an attribute of the same name, and
+        ``train_stride`` (the positions each kept window trains with ``train_targets: all``)."""
+        for key in self.TRANSFORMER_KEYS:
+            setattr(self, key, config[key])
+        self.train_stride = train_stride(config)
 
     def attention_layers(self):
         """The self-attention module of every layer, first to last."""

@@ -23,7 +23,6 @@ from recbole_awrsr.model.refinement import (
 from recbole_awrsr.model.targets import (
     check_train_targets,
     sample_negatives,
-    train_stride,
 )
 from recbole_awrsr.model.trimming import (
     auto_groups,
@@ -60,18 +59,9 @@ class SASRecAWR(AttentionModelMixin, SASRec):
         # SASRec.__init__ would build RecBole's encoder; the same modules are built
         # here in the same order, with the refined encoder in its place.
         SequentialRecommender.__init__(self, config, dataset)
-        self.n_layers = config["n_layers"]
-        self.n_heads = config["n_heads"]
-        self.hidden_size = config["hidden_size"]
-        self.inner_size = config["inner_size"]
-        self.hidden_dropout_prob = config["hidden_dropout_prob"]
-        self.attn_dropout_prob = config["attn_dropout_prob"]
-        self.hidden_act = config["hidden_act"]
-        self.layer_norm_eps = config["layer_norm_eps"]
-        self.initializer_range = config["initializer_range"]
+        self.read_transformer_keys(config)
         self.loss_type = config["loss_type"]
         self.train_targets = config["train_targets"]
-        self.train_stride = train_stride(config)
         self.length_groups = config["length_groups"]  # None: by device (trimming.AUTO_GROUPS)
 
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)

@@ -28,10 +28,7 @@ from recbole_awrsr.model.refinement import (
     build_refinement,
     check_refinement_config,
 )
-from recbole_awrsr.model.targets import (
-    check_train_targets,
-    train_stride,
-)
+from recbole_awrsr.model.targets import check_train_targets
 from recbole_awrsr.model.wasserstein import (
     pairwise_squared_wasserstein,
     positive_variance,
@@ -58,18 +55,9 @@ class STOSA(AttentionModelMixin, SequentialRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.n_layers = config["n_layers"]
-        self.n_heads = config["n_heads"]
-        self.hidden_size = config["hidden_size"]
-        self.inner_size = config["inner_size"]
-        self.hidden_dropout_prob = config["hidden_dropout_prob"]
-        self.attn_dropout_prob = config["attn_dropout_prob"]
-        self.hidden_act = config["hidden_act"]
-        self.layer_norm_eps = config["layer_norm_eps"]
-        self.initializer_range = config["initializer_range"]
+        self.read_transformer_keys(config)
         self.pvn_weight = config["pvn_weight"]
         self.train_targets = _train_targets(config)
-        self.train_stride = train_stride(config)
 
         self.item_mean_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
         self.item_cov_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
