@@ -12,8 +12,10 @@ does for one grid), then fills the generated blocks of ``--document`` (default
 
 naming a grid folder and a section of :func:`recbole_awrsr.tables.report_sections`
 (``validation``, ``choice``, ``legend``, ``table2``, ``table2-L<n_layers>``, ``table3``,
-``users``). The
-prose around the blocks is the authors'; the numbers inside them always come from the
+``users``). A hyperparameter search (a folder with the ``trials.csv`` of
+``recbole-awrsr tune``, such as ``tune/beauty``) gets ``search.md`` and one section,
+``search`` (:func:`recbole_awrsr.tables.search_markdown`): ``<!-- report: tune/beauty/search -->``.
+The prose around the blocks is the authors'; the numbers inside them always come from the
 runs, so the document cannot drift from its CSVs. Nothing is trained.
 """
 
@@ -22,12 +24,17 @@ import os
 import re
 import sys
 
+import pandas as pd
+import yaml
+
 from recbole_awrsr import cli
 from recbole_awrsr.compare import read_results, write_report
 from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.files import write_text
+from recbole_awrsr.tables import search_markdown
 
-START = re.compile(r"^<!-- report: (?P<grid>[^/\s]+)/(?P<section>[\w-]+) -->\s*$")
+# a grid may be a nested folder (tune/beauty): the section is what follows the last '/'
+START = re.compile(r"^<!-- report: (?P<grid>\S+)/(?P<section>[\w-]+) -->\s*$")
 END = "<!-- /report -->"
 
 
@@ -37,6 +44,55 @@ def grids(results):
         raise ConfigurationError(f"--results: no such folder: {results}")
     return sorted(name for name in os.listdir(results)
                   if os.path.isfile(os.path.join(results, name, "results.csv")))
+
+
+def searches(results):
+    """The search folders under ``results`` (those with a ``trials.csv``, one or two levels
+    down, such as ``tune/beauty``), as sorted paths relative to ``results``."""
+    found = []
+    for top in sorted(os.listdir(results)):
+        folder = os.path.join(results, top)
+        below = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+        for path in [top] + [f"{top}/{name}" for name in below]:
+            if os.path.isfile(os.path.join(results, path, "trials.csv")):
+                found.append(path)
+    return found
+
+
+def chosen_trial(trials, folder):
+    """The id of the trial whose searched values ``folder/best.yaml`` holds (None without one).
+
+    ``tune`` writes ``best.yaml`` only when every trial has ended; its searched keys are
+    the ``trials.csv`` columns between ``status`` and ``epochs_reported``.
+    """
+    path = os.path.join(folder, "best.yaml")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        best = yaml.safe_load(handle) or {}
+    columns = list(trials.columns)
+    searched = columns[columns.index("status") + 1:columns.index("epochs_reported")]
+    for row in trials.to_dict("records"):
+        if all(_same(row[key], best.get(key)) for key in searched):
+            return str(row["trial_id"])
+    raise ConfigurationError(f"{path}: no trial of trials.csv has its searched values "
+                             f"({', '.join(searched)})")
+
+
+def _same(recorded, chosen):
+    """Whether a ``trials.csv`` value (read back as text or a float) is ``best.yaml``'s."""
+    try:
+        return abs(float(recorded) - float(chosen)) <= 1e-9 * max(1.0, abs(float(chosen)))
+    except (TypeError, ValueError):
+        return str(recorded) == str(chosen)
+
+
+def search_report(folder):
+    """Write ``folder/search.md`` from its ``trials.csv`` (and ``best.yaml``); returns the Markdown."""
+    trials = pd.read_csv(os.path.join(folder, "trials.csv"))
+    text = search_markdown(trials, chosen_trial(trials, folder))
+    write_text(os.path.join(folder, "search.md"), f"# Search\n\n{text}\n")
+    return text
 
 
 def fill_blocks(text, sections, source="document"):
@@ -72,7 +128,7 @@ def fill_blocks(text, sections, source="document"):
         if grid not in sections:
             known = ", ".join(sorted(sections)) or "none"
             raise ConfigurationError(f"{source}, line {index + 1}: no grid '{grid}' with a "
-                                     f"results.csv (grids: {known})")
+                                     f"results.csv or trials.csv (grids: {known})")
         if section not in sections[grid]:
             raise ConfigurationError(f"{source}, line {index + 1}: grid '{grid}' has no section "
                                      f"'{section}' (it has: {', '.join(sections[grid])})")
@@ -95,6 +151,10 @@ def report(results="docs/results", document="docs/results.md", alpha=0.05):
         runs[grid] = len(frame)
         sections[grid] = write_report(folder, frame, alpha)
         print(f"{grid}: {len(frame)} runs -> {os.path.join(folder, 'tables.md')}", file=sys.stderr)
+    for search in searches(results):
+        folder = os.path.join(results, search)
+        sections[search] = {"search": search_report(folder)}
+        print(f"{search}: search -> {os.path.join(folder, 'search.md')}", file=sys.stderr)
     if document:
         if not os.path.isfile(document):
             raise ConfigurationError(f"--document: no such file: {document}")

@@ -419,3 +419,54 @@ def sharpness_figure(frame):
         axis.set_title(f"{dataset}, n_layers = {layers}")
         axis.legend(fontsize=7)
     return figure
+
+
+#: Ray's statuses of a trial that has ended (what ``recbole-awrsr tune`` writes in ``trials.csv``)
+ENDED = ("TERMINATED", "ERROR")
+
+
+def search_markdown(trials, chosen=None):
+    """A hyperparameter search's ``trials.csv`` as a ranked table, and what was chosen.
+
+    ``trials``: the frame ``recbole-awrsr tune`` writes (``trial_id``, ``status``, the
+    searched keys, ``epochs_reported``, ``best_epoch``, ``valid_score`` and the other
+    ``valid_*`` metrics of each trial's best epoch, ``error``). Rows are ranked by
+    ``valid_score`` (trials without one last); the searched keys are the columns between
+    ``status`` and ``epochs_reported``. ``chosen``: the trial id ``best.yaml`` was made
+    from, or None when the search wrote none (then the closing line says why).
+    """
+    columns = list(trials.columns)
+    searched = columns[columns.index("status") + 1:columns.index("epochs_reported")]
+    scores = pd.to_numeric(trials.get("valid_score"), errors="coerce")
+    ranked = trials.assign(_score=scores).sort_values("_score", ascending=False, na_position="last",
+                                                      kind="stable")
+    metrics = [(name, name.replace("valid_", "valid ").replace("ndcg", "N").replace("recall", "R"))
+               for name in ("valid_score", "valid_ndcg@10", "valid_recall@10") if name in trials]
+
+    def shown(value):
+        number = pd.to_numeric(value, errors="coerce")
+        if number != number:  # NaN: not reported
+            return "" if value != value else str(value)
+        if float(number).is_integer() and abs(number) >= 1:
+            return str(int(number))
+        return f"{number:.3g}"
+
+    header = ["rank", "trial", "status"] + searched + ["epochs", "best epoch"] + [t for _, t in metrics]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for rank, row in enumerate(ranked.to_dict("records"), start=1):
+        trial = str(row["trial_id"])
+        entries = [str(rank), f"**{trial}**" if trial == chosen else trial, str(row["status"])]
+        entries += [shown(row[key]) for key in searched]
+        entries += [shown(row.get("epochs_reported")), shown(row.get("best_epoch"))]
+        entries += ["" if row[name] != row[name] else f"{float(row[name]):.4f}" for name, _ in metrics]
+        lines.append("| " + " | ".join(entries) + " |")
+    unfinished = int((~trials["status"].isin(ENDED)).sum())
+    failed = int((trials["status"] == "ERROR").sum())
+    if unfinished:
+        closing = (f"{len(trials)} trials, {unfinished} not ended (the search was interrupted): "
+                   f"nothing chosen yet.")
+    elif chosen is None:
+        closing = f"{len(trials)} trials ({failed} failed); no best.yaml written."
+    else:
+        closing = f"{len(trials)} trials ({failed} failed); best.yaml is trial {chosen}'s configuration."
+    return "\n".join(lines + ["", closing])

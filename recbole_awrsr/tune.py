@@ -128,20 +128,22 @@ def train_trial(search_config, study):
                 callback_fn=report)
 
 
-def trial_rows(results, params, mode, statuses):
+def trial_rows(results, params, mode, saved):
     """One dict per trial of a ``ResultGrid``: status, searched values, best epoch's
     validation metrics, error.
 
     ``status`` is Ray's: ``TERMINATED`` for a trial that ended (ASHA's stopped trials
     too), ``ERROR`` for one that raised, ``PENDING``/``RUNNING``/``PAUSED`` for one an
-    interrupted search left unfinished. A trial that failed before its first report still
+    interrupted search left unfinished; ``saved`` (:func:`saved_trials`) gives it, and the
+    config of a trial that never started. A trial that failed before its first report still
     has Ray's automatic metrics (its id and config).
     """
     rows = []
     for result in results:
-        config = result.config or trial_params(result.path)
         trial_id = result.metrics.get("trial_id")
-        row = {"trial_id": trial_id, "status": statuses.get(trial_id, "UNKNOWN")}
+        status, saved_config = saved.get(trial_id, ("UNKNOWN", None))
+        config = result.config or saved_config or trial_params(result.path)
+        row = {"trial_id": trial_id, "status": status}
         row.update({name: config.get(name) for name in params})
         frame = result.metrics_dataframe
         if frame is None or frame.empty or "valid_score" not in frame:
@@ -162,17 +164,18 @@ def trial_rows(results, params, mode, statuses):
     return rows
 
 
-def trial_statuses(experiment):
-    """Ray's status of each trial of the search saved in ``experiment``, by trial id.
+def saved_trials(experiment):
+    """Ray's status and config of each trial of the search saved in ``experiment``, by trial id.
 
     Read from the experiment's saved state, not from the ``ResultGrid``: after an
     interruption Ray marks every trial of the grid ``TERMINATED``, while the state it
     saved (what ``Tuner.restore`` resumes from) keeps the unfinished ones ``RUNNING``,
-    ``PENDING`` or ``PAUSED``.
+    ``PENDING`` or ``PAUSED``; and it holds the config of trials that never started.
     """
     from ray import tune
 
-    return {trial.trial_id: trial.status for trial in tune.ExperimentAnalysis(experiment).trials}
+    return {trial.trial_id: (trial.status, trial.config)
+            for trial in tune.ExperimentAnalysis(experiment).trials}
 
 
 def trial_params(path):
@@ -354,7 +357,7 @@ def tune_model(args, fixed):
         results = tuner.fit()
         seconds = time.monotonic() - began
         # read while Ray is up: a trial's history may still be fetched from it
-        rows = trial_rows(results, params, mode, trial_statuses(experiment))
+        rows = trial_rows(results, params, mode, saved_trials(experiment))
     finally:
         if started_ray:
             ray.shutdown()

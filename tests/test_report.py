@@ -138,3 +138,48 @@ def test_the_table_of_one_depth_is_the_one_tables_md_shows(tmp_path):
     under_heading = tables.split("## Table 2 (n_layers = 2)\n\n", 1)[1].split("\n\n", 1)[0]
     assert block == under_heading.strip("\n").split("\n") and block[0].startswith("| model |")
     assert any(line.startswith("| SASRecAWR + simple") for line in block)
+
+
+def trials_frame(statuses=("TERMINATED", "TERMINATED", "ERROR")):
+    """A search's trials.csv as ``recbole-awrsr tune`` writes it: three trials, one failed."""
+    return pd.DataFrame({
+        "trial_id": ["a_00000", "a_00001", "a_00002"], "status": list(statuses),
+        "hidden_size": [32.0, 64.0, 64.0], "learning_rate": [0.0012909637649110278, 0.003, 0.001],
+        "epochs_reported": [52, 5, 0], "best_epoch": [50, 3, None],
+        "valid_score": [0.0417, 0.0452, None], "valid_ndcg@10": [0.0522, 0.0561, None],
+        "error": ["", "", "ValueError: bad"]})
+
+
+def test_search_table_ranks_trials_by_validation_score_and_names_the_choice():
+    from recbole_awrsr.tables import search_markdown
+
+    text = search_markdown(trials_frame(), chosen="a_00001")
+    rows = table_rows(text)
+    assert rows[0] == ["1", "**a_00001**", "TERMINATED", "64", "0.003", "5", "3", "0.0452", "0.0561"]
+    assert rows[1] == ["2", "a_00000", "TERMINATED", "32", "0.00129", "52", "50", "0.0417", "0.0522"]
+    assert rows[2][:3] == ["3", "a_00002", "ERROR"] and rows[2][-2:] == ["", ""]
+    assert text.splitlines()[-1] == "3 trials (1 failed); best.yaml is trial a_00001's configuration."
+    interrupted = search_markdown(trials_frame(("TERMINATED", "RUNNING", "PENDING")))
+    assert interrupted.splitlines()[-1] == ("3 trials, 2 not ended (the search was interrupted): "
+                                            "nothing chosen yet.")
+
+
+def test_report_fills_a_search_block_and_finds_the_chosen_trial_from_best_yaml(tmp_path):
+    results = tmp_path / "results"
+    search = results / "tune" / "beauty"
+    search.mkdir(parents=True)
+    trials_frame().to_csv(search / "trials.csv", index=False)
+    (search / "best.yaml").write_text("# comment\nepochs: 80\nhidden_size: 32\n"
+                                      "learning_rate: 0.0012909637649110278\n")
+    document = tmp_path / "results.md"
+    document.write_text("before\n<!-- report: tune/beauty/search -->\nstale\n<!-- /report -->\nafter\n")
+    report(str(results), str(document))
+    text = document.read_text()
+    assert "stale" not in text and text.startswith("before\n") and text.endswith("\nafter\n")
+    assert "| 2 | **a_00000** | TERMINATED | 32 |" in text
+    assert "best.yaml is trial a_00000's configuration." in text
+    assert (search / "search.md").read_text().startswith("# Search\n\n| rank | trial |")
+    # a best.yaml that matches no trial is a broken search folder, named
+    (search / "best.yaml").write_text("hidden_size: 128\nlearning_rate: 0.1\n")
+    with pytest.raises(ConfigurationError, match="best.yaml: no trial of trials.csv has its searched values"):
+        report(str(results), str(document))

@@ -315,6 +315,7 @@ def test_an_interrupted_search_chooses_nothing_and_the_same_command_finishes_it(
         assert "the same command continues it" in err
         cut = pd.read_csv(tmp_path / "tuned" / "trials.csv")
         assert len(cut) == 2 and (cut["status"] != "TERMINATED").any()
+        assert sorted(cut["n_heads"]) == [1, 2]  # a trial that never started has its values too
         assert set(cut["status"]) <= {"TERMINATED", "RUNNING", "PENDING", "PAUSED"}
         assert not (tmp_path / "tuned" / "best.yaml").exists()
 
