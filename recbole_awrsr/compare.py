@@ -10,8 +10,10 @@ cell that was training when it stopped continues from its last finished epoch.
 ``tables.md`` holds tables shaped like the paper's Table 2 (Recall@1, Recall@5, NDCG@5
 per dataset, mean over seeds, change against the same backbone's ``none``, paired
 t-test over seeds) and Table 3 (NDCG@5 by number of layers); ``summary.csv`` has the
-same numbers unrounded. Several comparisons may share one ``--out`` folder (say one per
-core): a row is added under a lock on the results file.
+same numbers unrounded. Each run's per-user test metrics go to ``per_user/`` and its
+per-epoch training history (loss, validation metrics, attention sharpness) to
+``history/``, plotted in ``curves.png``. Several comparisons may share one ``--out``
+folder (say one per core): a row is added under a lock on the results file.
 """
 
 import argparse
@@ -37,6 +39,7 @@ from recbole_awrsr.cli import config_pairs
 from recbole_awrsr.config import Config, _parse_value
 from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.files import save_figure, write_text
+from recbole_awrsr.history import history_path
 from recbole_awrsr.model.refinement import MECHANISMS
 from recbole_awrsr.quick_start import run
 from recbole_awrsr.tables import (
@@ -44,6 +47,7 @@ from recbole_awrsr.tables import (
     NO_MECHANISM,
     PER_USER_METRICS,
     REFINE_PREFIX,
+    curves_figure,
     model_mechanisms,
     report_sections,
     row_label,
@@ -177,6 +181,10 @@ def run_cell(cell, config_files, keys, out, layers=None):
     row["code"] = code_version()
     row["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")
     write_per_user(per_user_path(out, cell, layers), built)
+    history = history_path(trainer.saved_model_file)
+    if os.path.isfile(history):  # the checkpoints folder is not kept; the grid's history/ is
+        with open(history, encoding="utf-8") as handle:
+            write_text(kept_history_path(out, cell, layers), handle.read())
     return row
 
 
@@ -224,13 +232,26 @@ def checkpoint_path(out, cell, layers):
     return os.path.join(out, "checkpoints", cell_stem(cell, layers) + ".pth")
 
 
+def kept_history_path(out, cell, layers):
+    """Where a finished cell's training history is kept: one CSV per cell in ``history/``
+    (the trainer's copy, beside the checkpoint, goes with the ignored checkpoints folder)."""
+    return os.path.join(out, "history", cell_stem(cell, layers) + ".csv")
+
+
+def record_cell(record):
+    """The cell of a results row, as read back from the CSV (``layers`` as text)."""
+    return Cell(record["dataset"], record["model"], record["mechanism"], record["layers"],
+                int(record["seed"]), record["variant"])
+
+
 def per_user_reader(out):
     """``record -> path`` of a results row's per-user file (what the tables' paired test reads)."""
-    def path_of(record):
-        cell = Cell(record["dataset"], record["model"], record["mechanism"], record["layers"],
-                    int(record["seed"]), record["variant"])
-        return per_user_path(out, cell, record["layers"])
-    return path_of
+    return lambda record: per_user_path(out, record_cell(record), record["layers"])
+
+
+def history_reader(out):
+    """``record -> path`` of a results row's kept training history (what the curves plot)."""
+    return lambda record: kept_history_path(out, record_cell(record), record["layers"])
 
 
 def write_per_user(path, built):
@@ -386,9 +407,10 @@ def write_report(out, frame, alpha=0.05):
     sections, summary = report_sections(frame, alpha, per_user_reader(out))
     write_text(os.path.join(out, "tables.md"), tables_text(sections, summary))
     write_text(os.path.join(out, "summary.csv"), summary.to_csv(index=False))
-    figure = sharpness_figure(frame)
-    if figure is not None:
-        save_figure(figure, os.path.join(out, "validation.png"))
+    for name, figure in (("validation.png", sharpness_figure(frame)),
+                         ("curves.png", curves_figure(frame, history_reader(out)))):
+        if figure is not None:
+            save_figure(figure, os.path.join(out, name))
     return sections
 
 

@@ -470,3 +470,51 @@ def search_markdown(trials, chosen=None):
     else:
         closing = f"{len(trials)} trials ({failed} failed); best.yaml is trial {chosen}'s configuration."
     return "\n".join(lines + ["", closing])
+
+
+def curves_figure(frame, history):
+    """Each run's training curves from its kept history: validation NDCG@10 and the last
+    layer's refined-attention entropy, epoch by epoch.
+
+    ``history(record)`` gives the path of a results row's history CSV
+    (:mod:`recbole_awrsr.history` columns); rows without one are left out. One column
+    of two panels per (dataset, n_layers): NDCG@10 above, entropy below (``none``:
+    the first-order weights'), one line per run, one colour per table row (seeds share
+    it). Returns the matplotlib figure, or None when no row has a history.
+    """
+    frame = labelled(frame)
+    curves = {}
+    for record in frame.to_dict("records"):
+        path = history(record)
+        if os.path.isfile(path):
+            epochs = pd.read_csv(path)
+            curves[id(record)] = (record, epochs[epochs["ndcg@10"].notna()])
+    if not curves:
+        return None
+    panels = list(dict.fromkeys((r["dataset"], r["layers"]) for r, _ in curves.values()))
+    labels = _row_order(frame.drop_duplicates("label"))
+    colours = {label: f"C{index % 10}" for index, label in enumerate(labels)}
+    plt = pyplot()
+    figure, axes = plt.subplots(2, len(panels), figsize=(7 * len(panels), 8), squeeze=False,
+                                sharex="col")
+    for column, (dataset, layers) in enumerate(panels):
+        top, bottom = axes[0][column], axes[1][column]
+        named = set()
+        for record, epochs in curves.values():
+            if (record["dataset"], record["layers"]) != (dataset, layers):
+                continue
+            label = record["label"]
+            legend = label if label not in named else None
+            named.add(label)
+            top.plot(epochs["epoch"], epochs["ndcg@10"], color=colours[label], lw=1, label=legend)
+            if "refined_entropy" in epochs:
+                bottom.plot(epochs["epoch"], epochs["refined_entropy"], color=colours[label], lw=1)
+        runs = int(((frame["dataset"] == dataset) & (frame["layers"] == layers)).sum())
+        drawn = sum((r["dataset"], r["layers"]) == (dataset, layers) for r, _ in curves.values())
+        kept = "" if drawn == runs else f" ({drawn} of {runs} runs have a kept history)"
+        top.set_title(f"{dataset}, n_layers = {layers}{kept}")
+        top.set_ylabel("validation NDCG@10")
+        bottom.set_ylabel("last layer: refined-attention entropy / uniform")
+        bottom.set_xlabel("epoch")
+        top.legend(fontsize=7)
+    return figure

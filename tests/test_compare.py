@@ -110,6 +110,14 @@ def test_comparison_writes_tables_and_resumes(tiny_config_dict, tmp_path, monkey
         users = pd.read_csv(compare.per_user_path(tmp_path / "results", cell, record["layers"]))
         assert len(users) == TINY_USERS and users["user"].is_unique
         assert users["ndcg@10"].mean() == pytest.approx(float(record["test_ndcg@10"]), abs=1e-4)
+        # the run's training history is kept in the grid (the checkpoints folder is not):
+        # one row per epoch, its best validation score the row's
+        history = pd.read_csv(compare.kept_history_path(tmp_path / "results", cell, record["layers"]))
+        assert list(history["epoch"]) == [0, 1]
+        assert history["valid_score"].max() == pytest.approx(float(record["best_valid_score"]))
+        sharpness = "refined_entropy" in history and history["refined_entropy"].notna().all()
+        assert sharpness == (record["model"] == "SASRecAWR")
+    assert (tmp_path / "results" / "curves.png").stat().st_size > 10_000
 
     text = (tmp_path / "results" / "tables.md").read_text()
     assert "## Table 3 (NDCG@5 by n_layers)" in text
