@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Issue 14, step 4, last part: the paper's Table 3 on Beauty (NDCG@5 by number of layers, 1-4)
+# for SASRecAWR: none and ONE mechanism (the one Table 2 picks on validation; name it), the
+# tuned backbone of Table 2, seeds 1-3. Same folder as Table 2, so its cells at the tuned
+# depth are reused, not trained again; the tables get a Table 3 from the rows.
+#   nohup docs/results/beauty-table2/table3.sh 1 value > table3-1.log 2>&1 &
+#   nohup docs/results/beauty-table2/table3.sh 2 value > table3-2.log 2>&1 &
+# Each process owns its (layers, seed) pairs, so no none run is trained twice.
+set -u
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+OUT=docs/results/beauty-table2
+process=${1:?process 1 or 2}
+mechanism=${2:?the mechanism Table 2 chose on validation: simple, value or additive}
+config=docs/results/tune/beauty/best.yaml
+[ -f "$config" ] || { echo "table3.sh: $config is missing: run docs/results/tune/tune.sh first" >&2; exit 2; }
+V2="--refine_input=rownorm --refine_init=identity"
+declare -A variant=([simple]="$V2" [value]="" [additive]="$V2")
+[ -n "${variant[$mechanism]+set}" ] || { echo "table3.sh: mechanism must be simple, value or additive" >&2; exit 2; }
+tuned=$(sed -n 's/^n_layers: *\([0-9]*\).*/\1/p' "$config")
+# the (layers, seed) pairs besides the tuned depth, deepest first, each to the process with
+# less work so far (cost about proportional to the layers); both processes split alike
+load=(0 0 0); pairs=()
+for layers in 4 3 2 1; do
+  [ "$layers" = "$tuned" ] && continue
+  for seed in 1 2 3; do
+    owner=1; [ "${load[2]}" -lt "${load[1]}" ] && owner=2
+    load[$owner]=$(( load[owner] + layers ))
+    [ "$owner" = "$process" ] && pairs+=("$layers:$seed")
+  done
+done
+for pair in "${pairs[@]}"; do
+  python -m recbole_awrsr.compare --datasets beauty --models SASRecAWR --config "$config" --epochs=300 \
+      --out $OUT --layers "${pair%%:*}" --seeds "${pair#*:}" --mechanisms "$mechanism" ${variant[$mechanism]}
+done
