@@ -31,7 +31,7 @@ from recbole_awrsr import cli
 from recbole_awrsr.compare import read_results, write_report
 from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.files import write_text
-from recbole_awrsr.tables import search_markdown
+from recbole_awrsr.tables import search_markdown, searched_keys
 
 # a grid may be a nested folder (tune/beauty): the section is what follows the last '/'
 START = re.compile(r"^<!-- report: (?P<grid>\S+)/(?P<section>[\w-]+) -->\s*$")
@@ -63,15 +63,14 @@ def chosen_trial(trials, folder):
     """The id of the trial whose searched values ``folder/best.yaml`` holds (None without one).
 
     ``tune`` writes ``best.yaml`` only when every trial has ended; its searched keys are
-    the ``trials.csv`` columns between ``status`` and ``epochs_reported``.
+    :func:`~recbole_awrsr.tables.searched_keys`.
     """
     path = os.path.join(folder, "best.yaml")
     if not os.path.isfile(path):
         return None
     with open(path, encoding="utf-8") as handle:
         best = yaml.safe_load(handle) or {}
-    columns = list(trials.columns)
-    searched = columns[columns.index("status") + 1:columns.index("epochs_reported")]
+    searched = searched_keys(trials)
     for row in trials.to_dict("records"):
         if all(_same(row[key], best.get(key)) for key in searched):
             return str(row["trial_id"])

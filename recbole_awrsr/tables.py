@@ -5,7 +5,8 @@ Input is a results frame (one row per run, as :mod:`recbole_awrsr.compare` write
 on: validation metrics and attention sharpness), Table 2 (Recall@1, Recall@5,
 NDCG@5 per dataset, change against the same backbone's ``none`` and a paired t-test
 over seeds), Table 3 (NDCG@5 by number of layers) and the paired test over test
-users (NDCG@10).
+users (NDCG@10); figures of validation NDCG@10 against sharpness and of each run's
+training curves; and a hyperparameter search's trials, ranked.
 """
 
 import os
@@ -425,18 +426,24 @@ def sharpness_figure(frame):
 ENDED = ("TERMINATED", "ERROR")
 
 
+def searched_keys(trials):
+    """The searched config keys of a ``trials.csv`` frame: its columns between ``status``
+    and ``epochs_reported`` (as ``recbole-awrsr tune`` writes them)."""
+    columns = list(trials.columns)
+    return columns[columns.index("status") + 1:columns.index("epochs_reported")]
+
+
 def search_markdown(trials, chosen=None):
     """A hyperparameter search's ``trials.csv`` as a ranked table, and what was chosen.
 
     ``trials``: the frame ``recbole-awrsr tune`` writes (``trial_id``, ``status``, the
     searched keys, ``epochs_reported``, ``best_epoch``, ``valid_score`` and the other
     ``valid_*`` metrics of each trial's best epoch, ``error``). Rows are ranked by
-    ``valid_score`` (trials without one last); the searched keys are the columns between
-    ``status`` and ``epochs_reported``. ``chosen``: the trial id ``best.yaml`` was made
-    from, or None when the search wrote none (then the closing line says why).
+    ``valid_score`` (trials without one last), one column per :func:`searched_keys`.
+    ``chosen``: the trial id ``best.yaml`` was made from, or None when the search wrote
+    none (then the closing line says why).
     """
-    columns = list(trials.columns)
-    searched = columns[columns.index("status") + 1:columns.index("epochs_reported")]
+    searched = searched_keys(trials)
     scores = pd.to_numeric(trials.get("valid_score"), errors="coerce")
     ranked = trials.assign(_score=scores).sort_values("_score", ascending=False, na_position="last",
                                                       kind="stable")
@@ -483,15 +490,15 @@ def curves_figure(frame, history):
     it). Returns the matplotlib figure, or None when no row has a history.
     """
     frame = labelled(frame)
-    curves = {}
+    curves = []
     for record in frame.to_dict("records"):
         path = history(record)
         if os.path.isfile(path):
             epochs = pd.read_csv(path)
-            curves[id(record)] = (record, epochs[epochs["ndcg@10"].notna()])
+            curves.append((record, epochs[epochs["ndcg@10"].notna()]))
     if not curves:
         return None
-    panels = list(dict.fromkeys((r["dataset"], r["layers"]) for r, _ in curves.values()))
+    panels = list(dict.fromkeys((r["dataset"], r["layers"]) for r, _ in curves))
     labels = _row_order(frame.drop_duplicates("label"))
     colours = {label: f"C{index % 10}" for index, label in enumerate(labels)}
     plt = pyplot()
@@ -500,7 +507,7 @@ def curves_figure(frame, history):
     for column, (dataset, layers) in enumerate(panels):
         top, bottom = axes[0][column], axes[1][column]
         named = set()
-        for record, epochs in curves.values():
+        for record, epochs in curves:
             if (record["dataset"], record["layers"]) != (dataset, layers):
                 continue
             label = record["label"]
@@ -510,7 +517,7 @@ def curves_figure(frame, history):
             if "refined_entropy" in epochs:
                 bottom.plot(epochs["epoch"], epochs["refined_entropy"], color=colours[label], lw=1)
         runs = int(((frame["dataset"] == dataset) & (frame["layers"] == layers)).sum())
-        drawn = sum((r["dataset"], r["layers"]) == (dataset, layers) for r, _ in curves.values())
+        drawn = sum((r["dataset"], r["layers"]) == (dataset, layers) for r, _ in curves)
         kept = "" if drawn == runs else f" ({drawn} of {runs} runs have a kept history)"
         top.set_title(f"{dataset}, n_layers = {layers}{kept}")
         top.set_ylabel("validation NDCG@10")
