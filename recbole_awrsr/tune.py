@@ -389,7 +389,9 @@ def tune_model(args, fixed):
                             else finished["valid_score"].idxmin()]
     best_params = {name: _plain(configs[best_row["trial_id"]][name]) for name in params}
     best_path = os.path.join(out, "best.yaml")
-    command = f"recbole-awrsr --model={args.model} --dataset={args.dataset} --config_files={best_path}"
+    # the path as the user gave it: best.yaml is committed and read from other checkouts
+    command = (f"recbole-awrsr --model={args.model} --dataset={args.dataset} "
+               f"--config_files={os.path.join(args.out, 'best.yaml')}")
     write_text(best_path, best_yaml_text(study, load_config_files(config_files),
                                                 best_params, command))
     summary.update(best_trial=best_row["trial_id"], best_valid_score=float(best_row["valid_score"]),

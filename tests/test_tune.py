@@ -162,6 +162,8 @@ def test_tuning_run_writes_trials_and_best_yaml_that_reruns(tiny_config_dict, tm
     assert best["n_heads"] == best_heads
     assert best["seed"] == 7 and best["epochs"] == 3 and best["hidden_size"] == 16
     assert "checkpoint_dir" not in best and "data_path" not in best  # portable
+    assert ("#   recbole-awrsr --model=SASRecAWR --dataset=tiny --config_files=tuned/best.yaml\n"
+            in best_yaml.read_text())  # the rerun command names the folder as it was given
 
     summary = json.loads((tmp_path / "tuned" / "best_result.json").read_text())
     assert summary["failed"] == 1
