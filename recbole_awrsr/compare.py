@@ -323,6 +323,9 @@ def parse_args(argv):
     parser.add_argument("--baselines", nargs="*", default=[], help="RecBole models, e.g. SASRec GRU4Rec")
     parser.add_argument("--mechanisms", nargs="+", default=None,
                         help="only these mechanisms (none is always run)")
+    parser.add_argument("--skip-none", action="store_true",
+                        help="leave out the none cells unless --mechanisms names none: to split one "
+                        "grid over processes that run side by side, each cell in exactly one")
     parser.add_argument("--layers", nargs="+", type=int, default=None,
                         help="n_layers values (default: what the config says)")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
@@ -358,6 +361,8 @@ def compare(args, keys):
     cells = [replace(cell, variant=variant_of(keys, config_files, cell.mechanism))
              for cell in plan(args.datasets, args.models, args.baselines, args.layers, args.seeds,
                               args.mechanisms)]
+    if args.skip_none and BASE not in (args.mechanisms or []):
+        cells = [cell for cell in cells if cell.mechanism != BASE]
     frame = read_results(results_path)
     if args.report_only:
         cells = []

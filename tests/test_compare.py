@@ -327,3 +327,25 @@ def test_rows_name_the_code_they_ran(tmp_path):
     (tmp_path / "repo" / "elsewhere.txt").write_text("outside the package\n")
     (package / "__init__.py").write_text("x = 1\n")
     assert code_version(package) == head
+
+
+def test_skip_none_runs_only_the_named_mechanisms(tiny_config_dict, tmp_path, monkeypatch):
+    """Split over processes, a grid's none cells run in one process (``--mechanisms none``)
+    and the others leave them out (``--skip-none``), so no cell is trained twice."""
+    ran = []
+
+    def record(cell, *args):
+        ran.append((cell.mechanism, cell.seed))
+        raise RuntimeError("not trained in this test")
+
+    monkeypatch.setattr(compare, "run_cell", record)
+    assert main(tiny_argv(tiny_config_dict, "--models", "SASRecAWR", "--mechanisms", "value",
+                          "--skip-none")) == 1
+    assert ran == [("value", 1), ("value", 2)]
+    ran.clear()
+    assert main(tiny_argv(tiny_config_dict, "--models", "SASRecAWR", "--mechanisms", "none",
+                          "--skip-none")) == 1
+    assert ran == [("none", 1), ("none", 2)]
+    ran.clear()
+    assert main(tiny_argv(tiny_config_dict, "--models", "SASRecAWR", "--mechanisms", "value")) == 1
+    assert ran == [("none", 1), ("none", 2), ("value", 1), ("value", 2)]
