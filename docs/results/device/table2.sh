@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# On the device machine (one GPU, 16 cores), from the repository root: the cells of
+# docs/results/beauty-table2 (tuned backbone, every mechanism at its ml-100k variant, seeds
+# 1-3) that results.csv does not hold yet, each in its own process, all at once, for at most
+# SECONDS; then docs/results/beauty-table2 (rows, per-user metrics, histories, and the
+# resumable state of unfinished cells) goes to $OUT/beauty-table2.tgz. Prepared by
+# docs/results/device/prepare.sh here. Usage: table2.sh SECONDS [SASRecAWR|STOSAAWR]
+# Optional: EPOCHS (default 300), SEEDS (default "1 2 3") and EXTRA_KEYS (more --key=value for
+# every cell). A quick trial of the script on a CPU, in a scratch clone (it writes the grid):
+#   EPOCHS=1 SEEDS=1 OUT=/tmp/out bash docs/results/device/table2.sh 300
+set -u
+seconds=${1:?seconds the cells may train}
+model=${2:-SASRecAWR}
+OUT=${OUT:?the folder whose files come back}
+case "$model" in
+  SASRecAWR) config=docs/results/tune/beauty/best.yaml; mechanisms="none value simple additive" ;;
+  STOSAAWR) config=docs/results/tune/beauty-stosa/best.yaml; mechanisms="none stochastic value simple additive" ;;
+  *) echo "table2.sh: model must be SASRecAWR or STOSAAWR, got $model" >&2; exit 2 ;;
+esac
+[ -f "$config" ] || { echo "table2.sh: $config is missing" >&2; exit 2; }
+if ! python3 -c "import recbole" 2>/dev/null; then
+  python3 -m pip install --quiet --no-deps --no-index --find-links .device/wheels \
+      recbole colorlog texttable thop || exit 2
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU: on the CPU"
+grid=docs/results/beauty-table2
+V2="--refine_input=rownorm --refine_init=identity"
+declare -A variant=([none]="" [simple]="$V2" [value]="" [additive]="$V2" [stochastic]="")
+mkdir -p "$grid/logs"
+for mechanism in $mechanisms; do
+  for seed in ${SEEDS:-1 2 3}; do
+    # a finished cell is skipped by compare itself; --skip-none keeps each cell in one process
+    timeout --signal=TERM "$seconds" python3 -m recbole_awrsr.compare --datasets beauty --models "$model" \
+        --config "$config" --epochs="${EPOCHS:-300}" --out "$grid" --seeds "$seed" --mechanisms "$mechanism" --skip-none \
+        ${variant[$mechanism]} ${EXTRA_KEYS:-} > "$grid/logs/$model-$mechanism-$seed.log" 2>&1 &
+  done
+done
+wait
+tail -n 3 "$grid"/logs/*.log
+# rows, per-user metrics, histories and logs in one file; the resumable states of unfinished
+# cells (about 5 MB each) in another, which may exceed what comes back
+parts=()
+for part in results.csv per_user history logs; do
+  [ -e "$grid/$part" ] && parts+=("beauty-table2/$part")
+done
+tar czf "$OUT/beauty-table2.tgz" -C docs/results "${parts[@]}"
+states=("$grid"/checkpoints/*.last.pth)
+[ -e "${states[0]}" ] && tar czf "$OUT/states.tgz" -C docs/results "${states[@]#docs/results/}"
+ls -la "$OUT"
