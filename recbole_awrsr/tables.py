@@ -422,7 +422,8 @@ def sharpness_figure(frame):
     return figure
 
 
-#: Ray's statuses of a trial that has ended (what ``recbole-awrsr tune`` writes in ``trials.csv``)
+#: Ray's statuses of a trial that has ended, as ``trials.csv`` has them: a search with any
+#: other status was interrupted (``recbole-awrsr tune`` then chooses nothing)
 ENDED = ("TERMINATED", "ERROR")
 
 

@@ -42,6 +42,7 @@ from recbole_awrsr.errors import ConfigurationError, SearchError
 from recbole_awrsr.files import write_text
 from recbole_awrsr.quick_start import build, run
 from recbole_awrsr.search_space import read_params_file, search_space
+from recbole_awrsr.tables import ENDED
 from recbole_awrsr.trainer import last_state_path
 
 
@@ -370,7 +371,7 @@ def tune_model(args, fixed):
         if column in trials:
             trials[column] = trials[column].astype("Int64")  # failed trials leave it empty
     write_text(os.path.join(out, "trials.csv"), trials.to_csv(index=False))
-    unfinished = trials[~trials["status"].isin(["TERMINATED", "ERROR"])]
+    unfinished = trials[~trials["status"].isin(ENDED)]
     if len(unfinished):
         # Ray returns from an interrupted fit() as from a finished one; a best.yaml chosen
         # now would come from the trials that happened to run first
