@@ -150,6 +150,10 @@ def trial_rows(results, params, mode, saved):
         if frame is None or frame.empty or "valid_score" not in frame:
             row["epochs_reported"] = 0
         else:
+            # A trial restored from a checkpoint older than its last report (Ray saves
+            # the experiment state now and then, not at every report) trains the epochs
+            # after that checkpoint again: the later report of an epoch is the one kept.
+            frame = frame.drop_duplicates("epoch", keep="last").reset_index(drop=True)
             scores = frame["valid_score"]
             target = scores.max() if mode == "max" else scores.min()
             # RecBole's early stopping keeps the later of tied epochs; so does this row

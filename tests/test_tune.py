@@ -326,9 +326,33 @@ def test_an_interrupted_search_chooses_nothing_and_the_same_command_finishes_it(
         ray.shutdown()
     trials = pd.read_csv(tmp_path / "tuned" / "trials.csv")
     assert list(trials["status"]) == ["TERMINATED", "TERMINATED"]
-    assert list(trials["epochs_reported"]) == [15, 15]  # continued, not restarted or cut short
+    # continued, not restarted or cut short (an epoch after the checkpoint Ray restored
+    # from may be trained twice; it counts once)
+    assert list(trials["epochs_reported"]) == [15, 15]
     best = yaml.safe_load((tmp_path / "tuned" / "best.yaml").read_text())
     assert best["n_heads"] == int(trials.loc[trials["valid_score"].idxmax(), "n_heads"])
+
+
+def test_an_epoch_trained_again_after_a_restore_counts_once_with_its_later_report():
+    """Ray restores a trial from the last checkpoint in the experiment state it saved,
+    which may be older than the trial's last report; the epochs after it are trained and
+    reported again. Each epoch is one epoch in the row, with the values of its later report."""
+    from types import SimpleNamespace
+
+    from recbole_awrsr.tune import trial_rows
+
+    # epochs 1-3 reported, interrupted, restored from epoch 1's checkpoint: 2 and 3 again
+    frame = pd.DataFrame({"epoch": [1, 2, 3, 2, 3, 4],
+                          "valid_score": [0.10, 0.20, 0.30, 0.21, 0.25, 0.24],
+                          "valid_recall@10": [0.5, 0.6, 0.7, 0.61, 0.65, 0.64]})
+    result = SimpleNamespace(metrics={"trial_id": "t0"}, config={"n_heads": 2},
+                             metrics_dataframe=frame, error=None, path="")
+    (row,) = trial_rows([result], ["n_heads"], "max", {"t0": ("TERMINATED", None)})
+    assert row["epochs_reported"] == 4
+    assert row["best_epoch"] == 3 and row["valid_score"] == 0.25
+    assert row["valid_recall@10"] == 0.65
+    (low,) = trial_rows([result], ["n_heads"], "min", {"t0": ("TERMINATED", None)})
+    assert low["best_epoch"] == 1 and low["valid_score"] == 0.10
 
 
 class Killed(Exception):
