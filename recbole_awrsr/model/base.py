@@ -34,6 +34,11 @@ class AttentionModelMixin:
             setattr(self, key, config[key])
         self.train_stride = train_stride(config)
 
+    def encoder_keys(self):
+        """The keyword arguments of RecBole's ``TransformerEncoder`` (which both backbones'
+        encoders take), from :data:`TRANSFORMER_KEYS` as read."""
+        return {key: getattr(self, key) for key in self.TRANSFORMER_KEYS if key != "initializer_range"}
+
     def attention_layers(self):
         """The self-attention module of every layer, first to last."""
         raise NotImplementedError

@@ -67,14 +67,7 @@ class STOSA(AttentionModelMixin, SequentialRecommender):
         self.cov_LayerNorm = nn.LayerNorm(self.hidden_size, eps=self.layer_norm_eps)
         self.dropout = nn.Dropout(self.hidden_dropout_prob)
         self.encoder = WassersteinTransformerEncoder(
-            n_layers=self.n_layers,
-            n_heads=self.n_heads,
-            hidden_size=self.hidden_size,
-            inner_size=self.inner_size,
-            hidden_dropout_prob=self.hidden_dropout_prob,
-            attn_dropout_prob=self.attn_dropout_prob,
-            hidden_act=self.hidden_act,
-            layer_norm_eps=self.layer_norm_eps,
+            **self.encoder_keys(),
             refinement=self.build_refinement(config),
             propagate_mean=config["stosa_propagate_mean"] is not False,
         )
