@@ -85,6 +85,42 @@ def random_sequences(batch, length, n_items, seed=0, min_len=1):
     return seqs, lengths
 
 
+def encoded(model, seqs):
+    """``model.encode(seqs)`` in eval mode without gradients: a tuple of (B, n, d) streams."""
+    model.eval()
+    with torch.no_grad():
+        return tuple(model.encode(seqs))
+
+
+def assert_no_leakage(model, seqs):
+    """Changing the item at position t changes no stream before t, and changes the first
+    stream at t (full-length sequences (B, n) of a model with the ``encode`` contract)."""
+    base = encoded(model, seqs)
+    for t in range(1, seqs.shape[1]):
+        changed = seqs.clone()
+        changed[:, t] = (changed[:, t] % (model.n_items - 1)) + 1  # a different real item
+        out = encoded(model, changed)
+        for stream, (new, old) in enumerate(zip(out, base)):
+            assert torch.allclose(new[:, :t], old[:, :t], atol=1e-6), f"stream {stream} before {t} changed"
+        assert not torch.allclose(out[0][:, t], base[0][:, t], atol=1e-6), "the change must be visible at t"
+
+
+def assert_prefix_consistent(model, seqs):
+    """The state at position t of full-length sequences (B, n) is that of their prefix of
+    length t + 1, from ``encode`` at t and from ``forward`` (the last position's state)."""
+    full = encoded(model, seqs)
+    for t in range(seqs.shape[1]):
+        prefix = seqs.clone()
+        prefix[:, t + 1:] = 0
+        for stream, (short, long) in enumerate(zip(encoded(model, prefix), full)):
+            assert torch.allclose(short[:, t], long[:, t], atol=1e-5), f"stream {stream} at {t}"
+        with torch.no_grad():
+            last = model(prefix, torch.full((len(seqs),), t + 1))
+        last = last if isinstance(last, tuple) else (last,)
+        for stream, (state, long) in enumerate(zip(last, full)):
+            assert torch.allclose(state, long[:, t], atol=1e-5), f"forward's stream {stream} at {t}"
+
+
 #: refinement settings other than the defaults, one key changed at a time: the property
 #: tests (leakage, prefix consistency, trimming) run every one of them
 VARIANTS = [

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from conftest import MAX_LEN, VARIANTS, build, random_sequences, variant_id
+from conftest import (MAX_LEN, VARIANTS, assert_no_leakage, assert_prefix_consistent, build, encoded,
+                      random_sequences, variant_id)
 
 MECHANISMS = ["none", "simple", "value", "additive"]
 
@@ -47,12 +48,6 @@ def test_none_equals_sasrec_scores_and_loss(pair):
     assert torch.allclose(stock_scores, our_scores, atol=1e-5)
 
 
-def encode_eval(model, seqs):
-    model.eval()
-    with torch.no_grad():
-        return model.encode(seqs)[0]
-
-
 LEAKAGE_SETTINGS = [{"refine_input": "probs"}, {"refine_input": "scores"}] + VARIANTS
 
 
@@ -62,13 +57,7 @@ def test_no_leakage_from_later_positions(tiny_config_dict, mechanism, settings):
     _, model, _, _, _ = build("SASRecAWR", config_dict=tiny_config_dict,
                               refine_mechanism=mechanism, **settings)
     seqs, _ = random_sequences(6, MAX_LEN, model.n_items, seed=1, min_len=MAX_LEN)
-    base = encode_eval(model, seqs)
-    for t in range(1, MAX_LEN):
-        changed = seqs.clone()
-        changed[:, t] = (changed[:, t] % (model.n_items - 1)) + 1  # a different real item
-        out = encode_eval(model, changed)
-        assert torch.allclose(out[:, :t], base[:, :t], atol=1e-6), f"position < {t} changed"
-        assert not torch.allclose(out[:, t], base[:, t], atol=1e-6), "the change must be visible at t"
+    assert_no_leakage(model, seqs)
 
 
 # the defaults with shared and per-head matrices; each variant with per-head ones (the wider case)
@@ -82,14 +71,7 @@ def test_prefix_consistency(tiny_config_dict, mechanism, share_heads, settings):
     _, model, _, _, _ = build("SASRecAWR", config_dict=tiny_config_dict,
                               refine_mechanism=mechanism, refine_share_heads=share_heads, **settings)
     seqs, _ = random_sequences(4, MAX_LEN, model.n_items, seed=2, min_len=MAX_LEN)
-    full = encode_eval(model, seqs)
-    for t in range(MAX_LEN):
-        prefix = seqs.clone()
-        prefix[:, t + 1:] = 0
-        assert torch.allclose(encode_eval(model, prefix)[:, t], full[:, t], atol=1e-5)
-        lengths = torch.full((len(seqs),), t + 1)
-        with torch.no_grad():
-            assert torch.allclose(model(prefix, lengths), full[:, t], atol=1e-5)
+    assert_prefix_consistent(model, seqs)
 
 
 # matrices per layer: written out, not read from the classes under test
@@ -120,7 +102,7 @@ def test_value_starts_from_identity_and_is_causal(tiny_config_dict):
     assert torch.equal(attention.refinement.w_value, torch.eye(MAX_LEN))
     attention.keep_weights = True
     seqs, _ = random_sequences(3, MAX_LEN, model.n_items, seed=3, min_len=MAX_LEN)
-    encode_eval(model, seqs)
+    encoded(model, seqs)
     refined = attention.refined_weights
     upper = torch.triu(torch.ones(MAX_LEN, MAX_LEN, dtype=torch.bool), diagonal=1)
     assert torch.all(refined[..., upper] == 0)
@@ -154,3 +136,37 @@ def test_short_training_lowers_the_loss(tiny_config_dict, mechanism, train_targe
             steps += 1
     after = eval_loss()
     assert after < 0.9 * before, (before, after)
+
+
+class Pooling(torch.nn.Module):
+    """A two-stream model of item ids, mean-pooled over the previous positions or (leaky)
+    over the whole sequence: for checking the property checks themselves."""
+
+    n_items = 20
+
+    def __init__(self, leaky):
+        super().__init__()
+        self.leaky = leaky
+
+    def encode(self, seqs):
+        x = seqs.float().unsqueeze(-1)
+        if self.leaky:
+            pooled = x.mean(dim=1, keepdim=True).expand_as(x)
+        else:
+            pooled = x.cumsum(dim=1) / torch.arange(1, x.shape[1] + 1).view(1, -1, 1)
+        return pooled, pooled * 2
+
+    def forward(self, seqs, lengths):
+        mean, double = self.encode(seqs)
+        index = (lengths - 1).view(-1, 1, 1)
+        return mean.gather(1, index).squeeze(1), double.gather(1, index).squeeze(1)
+
+
+def test_the_property_checks_fail_a_model_that_sees_the_future():
+    seqs, _ = random_sequences(3, MAX_LEN, Pooling.n_items, seed=3, min_len=MAX_LEN)
+    assert_no_leakage(Pooling(leaky=False), seqs)
+    assert_prefix_consistent(Pooling(leaky=False), seqs)
+    with pytest.raises(AssertionError, match="before 1 changed"):
+        assert_no_leakage(Pooling(leaky=True), seqs)
+    with pytest.raises(AssertionError, match="stream 0 at 0"):
+        assert_prefix_consistent(Pooling(leaky=True), seqs)

@@ -6,7 +6,8 @@ import pytest
 import torch
 from recbole.data.interaction import Interaction
 
-from conftest import MAX_LEN, VARIANTS, build, random_sequences, variant_id
+from conftest import (MAX_LEN, VARIANTS, assert_no_leakage, assert_prefix_consistent, build, encoded,
+                      random_sequences, variant_id)
 from recbole_awrsr import Config, run_recbole_awrsr
 from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.model.targets import next_item_targets, sample_negatives
@@ -20,12 +21,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def first_batch(loader):
     for batch in loader:
         return batch[0] if isinstance(batch, tuple) else batch
-
-
-def encode_eval(model, seqs):
-    model.eval()
-    with torch.no_grad():
-        return model.encode(seqs)
 
 
 def inverse_positive_variance(var):
@@ -226,14 +221,7 @@ def test_no_leakage_from_later_positions(stosa_config, mechanism, settings):
     _, model, _, _, _ = build("STOSAAWR", config_dict=stosa_config,
                               refine_mechanism=mechanism, **settings)
     seqs, _ = random_sequences(6, MAX_LEN, model.n_items, seed=1, min_len=MAX_LEN)
-    base_mean, base_cov = encode_eval(model, seqs)
-    for t in range(1, MAX_LEN):
-        changed = seqs.clone()
-        changed[:, t] = (changed[:, t] % (model.n_items - 1)) + 1  # a different real item
-        mean, cov = encode_eval(model, changed)
-        assert torch.allclose(mean[:, :t], base_mean[:, :t], atol=1e-6), f"mean before {t} changed"
-        assert torch.allclose(cov[:, :t], base_cov[:, :t], atol=1e-6), f"cov before {t} changed"
-        assert not torch.allclose(mean[:, t], base_mean[:, t], atol=1e-6), "change invisible at t"
+    assert_no_leakage(model, seqs)
 
 
 # the defaults with shared and per-head matrices; each variant with per-head ones (the wider case)
@@ -247,17 +235,7 @@ def test_prefix_consistency(stosa_config, mechanism, share_heads, settings):
     _, model, _, _, _ = build("STOSAAWR", config_dict=stosa_config,
                               refine_mechanism=mechanism, refine_share_heads=share_heads, **settings)
     seqs, _ = random_sequences(4, MAX_LEN, model.n_items, seed=2, min_len=MAX_LEN)
-    full_mean, full_cov = encode_eval(model, seqs)
-    for t in range(MAX_LEN):
-        prefix = seqs.clone()
-        prefix[:, t + 1:] = 0
-        mean, cov = encode_eval(model, prefix)
-        assert torch.allclose(mean[:, t], full_mean[:, t], atol=1e-5)
-        assert torch.allclose(cov[:, t], full_cov[:, t], atol=1e-5)
-        with torch.no_grad():
-            last_mean, last_cov = model(prefix, torch.full((len(seqs),), t + 1))
-        assert torch.allclose(last_mean, full_mean[:, t], atol=1e-5)
-        assert torch.allclose(last_cov, full_cov[:, t], atol=1e-5)
+    assert_prefix_consistent(model, seqs)
 
 
 def test_kept_weights_are_causal_and_row_stochastic(stosa_config):
@@ -265,7 +243,7 @@ def test_kept_weights_are_causal_and_row_stochastic(stosa_config):
     attention = model.encoder.attention_layers()[0]
     attention.keep_weights = True
     seqs, _ = random_sequences(3, MAX_LEN, model.n_items, seed=3, min_len=MAX_LEN)
-    encode_eval(model, seqs)
+    encoded(model, seqs)
     upper = torch.triu(torch.ones(MAX_LEN, MAX_LEN, dtype=torch.bool), diagonal=1)
     for weights in (attention.first_order_weights, attention.refined_weights):
         assert weights.shape == (3, model.n_heads, MAX_LEN, MAX_LEN)
