@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from conftest import (MAX_LEN, VARIANTS, assert_no_leakage, assert_prefix_consistent, build, encoded,
-                      random_sequences, variant_id)
+from conftest import MAX_LEN, assert_no_leakage, assert_prefix_consistent, build, encoded, random_sequences
 
 MECHANISMS = ["none", "simple", "value", "additive"]
 
@@ -46,32 +45,6 @@ def test_none_equals_sasrec_scores_and_loss(pair):
         our_scores = ours.full_sort_predict(test_batch)
     assert stock_scores.shape == (len(test_batch), stock.n_items)
     assert torch.allclose(stock_scores, our_scores, atol=1e-5)
-
-
-LEAKAGE_SETTINGS = [{"refine_input": "probs"}, {"refine_input": "scores"}] + VARIANTS
-
-
-@pytest.mark.parametrize("settings", LEAKAGE_SETTINGS, ids=[variant_id(s) for s in LEAKAGE_SETTINGS])
-@pytest.mark.parametrize("mechanism", MECHANISMS)
-def test_no_leakage_from_later_positions(tiny_config_dict, mechanism, settings):
-    _, model, _, _, _ = build("SASRecAWR", config_dict=tiny_config_dict,
-                              refine_mechanism=mechanism, **settings)
-    seqs, _ = random_sequences(6, MAX_LEN, model.n_items, seed=1, min_len=MAX_LEN)
-    assert_no_leakage(model, seqs)
-
-
-# the defaults with shared and per-head matrices; each variant with per-head ones (the wider case)
-PREFIX_SETTINGS = [(True, {}), (False, {})] + [(False, variant) for variant in VARIANTS]
-
-
-@pytest.mark.parametrize("share_heads,settings", PREFIX_SETTINGS,
-                         ids=[f"{shared}-{variant_id(v) or 'defaults'}" for shared, v in PREFIX_SETTINGS])
-@pytest.mark.parametrize("mechanism", MECHANISMS)
-def test_prefix_consistency(tiny_config_dict, mechanism, share_heads, settings):
-    _, model, _, _, _ = build("SASRecAWR", config_dict=tiny_config_dict,
-                              refine_mechanism=mechanism, refine_share_heads=share_heads, **settings)
-    seqs, _ = random_sequences(4, MAX_LEN, model.n_items, seed=2, min_len=MAX_LEN)
-    assert_prefix_consistent(model, seqs)
 
 
 # matrices per layer: written out, not read from the classes under test
