@@ -11,11 +11,12 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 OUT=docs/results/beauty-table2
 process=${1:?process 1 or 2}
 mechanism=${2:?the mechanism Table 2 chose on validation: simple, value or additive}
-config=docs/results/tune/beauty/best.yaml
-[ -f "$config" ] || { echo "table3.sh: $config is missing: run docs/results/tune/tune.sh first" >&2; exit 2; }
-V2="--refine_input=rownorm --refine_init=identity"
-declare -A variant=([simple]="$V2" [value]="" [additive]="$V2")
-[ -n "${variant[$mechanism]+set}" ] || { echo "table3.sh: mechanism must be simple, value or additive" >&2; exit 2; }
+. "$(dirname "$0")/../mechanisms.sh"
+config=$(tuned_config beauty SASRecAWR) || exit 2
+case "$mechanism" in
+  simple|value|additive) ;;
+  *) echo "table3.sh: mechanism must be simple, value or additive, got $mechanism" >&2; exit 2 ;;
+esac
 tuned=$(sed -n 's/^n_layers: *\([0-9]*\).*/\1/p' "$config")
 # the (layers, seed) pairs besides the tuned depth, deepest first, each to the process with
 # less work so far (cost about proportional to the layers); both processes split alike

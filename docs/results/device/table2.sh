@@ -12,12 +12,10 @@ set -u
 seconds=${1:?seconds the cells may train}
 model=${2:-SASRecAWR}
 OUT=${OUT:?the folder whose files come back}
-case "$model" in
-  SASRecAWR) config=docs/results/tune/beauty/best.yaml; mechanisms="none value simple additive" ;;
-  STOSAAWR) config=docs/results/tune/beauty-stosa/best.yaml; mechanisms="none stochastic value simple additive" ;;
-  *) echo "table2.sh: model must be SASRecAWR or STOSAAWR, got $model" >&2; exit 2 ;;
-esac
-[ -f "$config" ] || { echo "table2.sh: $config is missing" >&2; exit 2; }
+. "$(dirname "$0")/../mechanisms.sh"
+config=$(tuned_config beauty "$model") || exit 2
+mechanisms="none value simple additive"
+[ "$model" = STOSAAWR ] && mechanisms="none stochastic value simple additive"
 if ! python3 -c "import recbole" 2>/dev/null; then
   python3 -m pip install --quiet --no-deps --no-index --find-links .device/wheels \
       recbole colorlog texttable thop || exit 2
@@ -25,8 +23,6 @@ fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU: on the CPU"
 grid=docs/results/beauty-table2
-V2="--refine_input=rownorm --refine_init=identity"
-declare -A variant=([none]="" [simple]="$V2" [value]="" [additive]="$V2" [stochastic]="")
 mkdir -p "$grid/logs"
 for mechanism in $mechanisms; do
   for seed in ${SEEDS:-1 2 3}; do

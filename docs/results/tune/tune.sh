@@ -4,7 +4,7 @@
 # size, MAX_ITEM_LIST_LENGTH 50/100/200, layers, heads, learning rate, weight decay, dropouts;
 # STOSA also pvn_weight). Each search writes docs/results/tune/<dataset>[-stosa]/
 # {trials.csv,best.yaml,best_result.json}; best.yaml then goes to every mechanism's comparison
-# (docs/results/beauty-table2/grid.sh). About 16 trials, 2 at a time on 2 cores; ASHA stops weak
+# (docs/results/table2.sh). About 16 trials, 2 at a time on 2 cores; ASHA stops weak
 # ones after 5, 10, 20, 40 epochs. The search resumes (since session 7): the same command again
 # continues an interrupted search, each unfinished trial from its last reported epoch; an
 # interrupted search exits 2 and chooses nothing (since session 9). From the repository root:
@@ -14,11 +14,10 @@ set -eu
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 dataset=${1:-beauty}
 model=${2:-SASRecAWR}
-case "$model" in
-  SASRecAWR) params=properties/hyper/sasrec.hyper; out="docs/results/tune/$dataset" ;;
-  STOSAAWR) params=properties/hyper/stosa.hyper; out="docs/results/tune/$dataset-stosa" ;;
-  *) echo "tune.sh: model must be SASRecAWR or STOSAAWR, got $model" >&2; exit 2 ;;
-esac
+. "$(dirname "$0")/../mechanisms.sh"
+out=$(search_folder "$dataset" "$model") || exit 2
+params=properties/hyper/sasrec.hyper
+[ "$model" = STOSAAWR ] && params=properties/hyper/stosa.hyper
 python run_hyper.py --model="$model" --dataset="$dataset" --params_file="$params" \
     --refine_mechanism=none --scheduler asha --grace-period 5 --num-samples 16 \
     --cpus-per-trial 1 --num-cpus 2 --epochs=80 --out "$out"
