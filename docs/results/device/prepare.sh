@@ -2,16 +2,23 @@
 # Here, before a session's device call (issue 14: "whenever a GPU is available, this grid goes to
 # it first"): the pure-Python wheels the device image lacks (RecBole 1.2.1 and three of its
 # needs; the image has torch, numpy, pandas, scipy and the rest) into .device/wheels, and the
-# Beauty atomic file. Then call the device tool's `run` with
+# dataset's atomic file (DATASET: beauty, the default, or ml-1m). Then call the device tool's
+# `run` with
 #   carry: [".device", "dataset_atomic/beauty"]
 #   command: bash docs/results/device/table2.sh 540 > $OUT/log.txt 2>&1
 #   timeout_s: 600
+# (for ML-1M: DATASET=ml-1m here, "dataset_atomic/ml-1m" in carry, DATASET=ml-1m before bash)
 # and unpack what comes back over this checkout: tar xzf <files_at>/beauty-table2.tgz -C docs/results
 set -eu
 cd "$(dirname "$0")/../../.."
+dataset=${DATASET:-beauty}
+case "$dataset" in
+  beauty) raw=../shared/data/beauty/Beauty.txt ;;
+  ml-1m) raw=../shared/data/ml-1m ;;
+  *) echo "prepare.sh: DATASET must be beauty or ml-1m, got $dataset" >&2; exit 2 ;;
+esac
 mkdir -p .device/wheels
 python -m pip download --quiet --no-deps --only-binary=:all: --dest .device/wheels \
     recbole==1.2.1 colorlog==4.7.2 texttable thop
-[ -f dataset_atomic/beauty/beauty.inter ] || \
-    python -m recbole_awrsr.data convert beauty ../shared/data/beauty/Beauty.txt
-ls -la .device/wheels dataset_atomic/beauty
+[ -f "dataset_atomic/$dataset/$dataset.inter" ] || python -m recbole_awrsr.data convert "$dataset" "$raw"
+ls -la .device/wheels "dataset_atomic/$dataset"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # On the device machine (one GPU, 16 cores), from the repository root: the cells of
-# docs/results/beauty-table2 (tuned backbone, every mechanism at its ml-100k variant, seeds
-# 1-3) that results.csv does not hold yet, each in its own process, all at once, for at most
-# SECONDS; then docs/results/beauty-table2 (rows, per-user metrics, histories, and the
-# resumable state of unfinished cells) goes to $OUT/beauty-table2.tgz. Prepared by
+# docs/results/$DATASET-table2 (DATASET: beauty, the default, or ml-1m; tuned backbone, every
+# mechanism at its ml-100k variant, seeds 1-3) that results.csv does not hold yet, each in its own process, all at once, for at most
+# SECONDS; then docs/results/$DATASET-table2 (rows, per-user metrics, histories, and the
+# resumable state of unfinished cells) goes to $OUT/$DATASET-table2.tgz. Prepared by
 # docs/results/device/prepare.sh here. Usage: table2.sh SECONDS [SASRecAWR|STOSAAWR]
 # Optional: EPOCHS (default 300), SEEDS (default "1 2 3") and EXTRA_KEYS (more --key=value for
 # every cell). A quick trial of the script on a CPU, in a scratch clone (it writes the grid):
@@ -13,7 +13,8 @@ seconds=${1:?seconds the cells may train}
 model=${2:-SASRecAWR}
 OUT=${OUT:?the folder whose files come back}
 . "$(dirname "$0")/../mechanisms.sh"
-config=$(tuned_config beauty "$model") || exit 2
+dataset=${DATASET:-beauty}
+config=$(tuned_config "$dataset" "$model") || exit 2
 mechanisms="none value simple additive"
 [ "$model" = STOSAAWR ] && mechanisms="none stochastic value simple additive"
 if ! python3 -c "import recbole" 2>/dev/null; then
@@ -22,12 +23,12 @@ if ! python3 -c "import recbole" 2>/dev/null; then
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU: on the CPU"
-grid=docs/results/beauty-table2
+grid=docs/results/$dataset-table2
 mkdir -p "$grid/logs"
 for mechanism in $mechanisms; do
   for seed in ${SEEDS:-1 2 3}; do
     # a finished cell is skipped by compare itself; --skip-none keeps each cell in one process
-    timeout --signal=TERM "$seconds" python3 -m recbole_awrsr.compare --datasets beauty --models "$model" \
+    timeout --signal=TERM "$seconds" python3 -m recbole_awrsr.compare --datasets "$dataset" --models "$model" \
         --config "$config" --epochs="${EPOCHS:-300}" --out "$grid" --seeds "$seed" --mechanisms "$mechanism" --skip-none \
         ${variant[$mechanism]} ${EXTRA_KEYS:-} > "$grid/logs/$model-$mechanism-$seed.log" 2>&1 &
   done
@@ -38,9 +39,9 @@ tail -n 3 "$grid"/logs/*.log
 # cells (about 5 MB each) in another, which may exceed what comes back
 parts=()
 for part in results.csv per_user history logs; do
-  [ -e "$grid/$part" ] && parts+=("beauty-table2/$part")
+  [ -e "$grid/$part" ] && parts+=("$dataset-table2/$part")
 done
-tar czf "$OUT/beauty-table2.tgz" -C docs/results "${parts[@]}"
+tar czf "$OUT/$dataset-table2.tgz" -C docs/results "${parts[@]}"
 states=("$grid"/checkpoints/*.last.pth)
 [ -e "${states[0]}" ] && tar czf "$OUT/states.tgz" -C docs/results "${states[@]#docs/results/}"
 ls -la "$OUT"
