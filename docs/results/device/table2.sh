@@ -2,9 +2,10 @@
 # On the device machine (one GPU, 16 cores), from the repository root: the cells of
 # docs/results/$DATASET-table2 (DATASET: beauty, the default, or ml-1m; tuned backbone, every
 # mechanism at its ml-100k variant, seeds 1-3) that results.csv does not hold yet, each in its
-# own process, all at once, for at most SECONDS; then docs/results/$DATASET-table2 (rows, per-user metrics, histories, and the
-# resumable state of unfinished cells) goes to $OUT/$DATASET-table2.tgz. Prepared by
-# docs/results/device/prepare.sh here. Usage: [DATASET=ml-1m] table2.sh SECONDS [SASRecAWR|STOSAAWR]
+# own process, all at once, for at most SECONDS; then docs/results/$DATASET-table2 (rows,
+# per-user metrics, histories, and the resumable state of unfinished cells) goes to
+# $OUT/$DATASET-table2.tgz. Prepared by docs/results/device/prepare.sh here.
+# Usage: [DATASET=ml-1m] table2.sh SECONDS [SASRecAWR|STOSAAWR]
 # Optional: EPOCHS (default 300), SEEDS (default "1 2 3") and EXTRA_KEYS (more --key=value for
 # every cell). A quick trial of the script on a CPU, in a scratch clone (it writes the grid):
 #   EPOCHS=1 SEEDS=1 OUT=/tmp/out bash docs/results/device/table2.sh 300
