@@ -23,9 +23,12 @@ class AttentionModelMixin:
     #: ``calculate_loss`` trains on every position of a window with ``train_targets: all``
     handles_all_targets = True
 
-    #: the transformer keys both backbones read, under RecBole's SASRec names
-    TRANSFORMER_KEYS = ("n_layers", "n_heads", "hidden_size", "inner_size", "hidden_dropout_prob",
-                        "attn_dropout_prob", "hidden_act", "layer_norm_eps", "initializer_range")
+    #: the keyword arguments of RecBole's ``TransformerEncoder``, which both backbones'
+    #: encoders take, under RecBole's SASRec names
+    ENCODER_KEYS = ("n_layers", "n_heads", "hidden_size", "inner_size", "hidden_dropout_prob",
+                    "attn_dropout_prob", "hidden_act", "layer_norm_eps")
+    #: the transformer keys both backbones read: the encoder's and the weights' init
+    TRANSFORMER_KEYS = ENCODER_KEYS + ("initializer_range",)
 
     def read_transformer_keys(self, config):
         """Set each of :data:`TRANSFORMER_KEYS` as an attribute of the same name, and
@@ -35,9 +38,8 @@ class AttentionModelMixin:
         self.train_stride = train_stride(config)
 
     def encoder_keys(self):
-        """The keyword arguments of RecBole's ``TransformerEncoder`` (which both backbones'
-        encoders take), from :data:`TRANSFORMER_KEYS` as read."""
-        return {key: getattr(self, key) for key in self.TRANSFORMER_KEYS if key != "initializer_range"}
+        """:data:`ENCODER_KEYS` and their values as read, for the backbone's encoder."""
+        return {key: getattr(self, key) for key in self.ENCODER_KEYS}
 
     def attention_layers(self):
         """The self-attention module of every layer, first to last."""
