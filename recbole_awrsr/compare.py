@@ -411,7 +411,9 @@ def write_report(out, frame, alpha=0.05):
         return {}
     sections, summary = report_sections(frame, alpha, per_user_reader(out))
     write_text(os.path.join(out, "tables.md"), tables_text(sections, summary))
-    write_text(os.path.join(out, "summary.csv"), summary.to_csv(index=False))
+    # ten significant digits: the last bits of a p-value differ between numpy/scipy builds,
+    # and the committed summary should change only when the runs do
+    write_text(os.path.join(out, "summary.csv"), summary.to_csv(index=False, float_format="%.10g"))
     for name, figure in (("validation.png", sharpness_figure(frame)),
                          ("curves.png", curves_figure(frame, history_reader(out)))):
         if figure is not None:
