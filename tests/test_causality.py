@@ -8,8 +8,8 @@ from conftest import (MAX_LEN, VARIANTS, assert_no_leakage, assert_prefix_consis
                       variant_id)
 
 # written out, not read from the classes under test
-CASES = [("SASRecAWR", mechanism) for mechanism in ("none", "simple", "value", "additive")]
-CASES += [("STOSAAWR", mechanism) for mechanism in ("none", "simple", "value", "additive", "stochastic")]
+CASES = [("SASRecAWR", mechanism) for mechanism in ("none", "simple", "value", "additive", "smooth")]
+CASES += [("STOSAAWR", mechanism) for mechanism in ("none", "simple", "value", "additive", "smooth", "stochastic")]
 CASE_IDS = [f"{model}-{mechanism}" for model, mechanism in CASES]
 
 LEAKAGE_SETTINGS = [{"refine_input": "probs"}, {"refine_input": "scores"}] + VARIANTS

@@ -71,7 +71,7 @@ def test_none_is_recboles_model(tiny_config_dict, feature_root, name):
 
 
 @pytest.mark.parametrize("name", list(REFINED_RECBOLE_MODELS))
-@pytest.mark.parametrize("mechanism", ["simple", "value", "additive"])
+@pytest.mark.parametrize("mechanism", ["simple", "value", "additive", "smooth"])
 def test_each_mechanism_adds_exactly_its_matrices(tiny_config_dict, feature_root, name, mechanism):
     base, ours, _, _ = pair(name, tiny_config_dict, feature_root, mechanism)
     layers = [module_name for module_name, module in ours.named_modules()
@@ -94,7 +94,7 @@ def attention_inputs(model, seqs, hidden_size, bidirectional=False, seed=0):
 
 
 @pytest.mark.parametrize("name", CAUSAL)
-@pytest.mark.parametrize("mechanism", ["simple", "value", "additive"])
+@pytest.mark.parametrize("mechanism", ["simple", "value", "additive", "smooth"])
 def test_causal_models_keep_no_leakage(tiny_config_dict, feature_root, name, mechanism):
     """With the model's own causal mask, changing later positions never changes earlier outputs."""
     _, ours, _, _ = pair(name, tiny_config_dict, feature_root, mechanism)
@@ -111,7 +111,7 @@ def test_causal_models_keep_no_leakage(tiny_config_dict, feature_root, name, mec
         assert not torch.allclose(out[:, 5:], out_changed[:, 5:], atol=1e-3)
 
 
-@pytest.mark.parametrize("mechanism", ["simple", "value", "additive"])
+@pytest.mark.parametrize("mechanism", ["simple", "value", "additive", "smooth"])
 def test_bert4rec_never_attends_to_padding(tiny_config_dict, feature_root, mechanism):
     _, ours, _, _ = pair("BERT4RecAWR", tiny_config_dict, feature_root, mechanism)
     ours.eval()

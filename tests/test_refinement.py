@@ -82,3 +82,23 @@ def test_value_follows_the_formula_by_hand():
             expected = simple(probs, scores, mask)[b, h] @ (probs[b, h] @ module.w_value)
             expected = expected.masked_fill(mask[b, 0] < 0, 0.0)
             assert torch.allclose(refined[b, h], expected, atol=1e-6)
+
+
+def test_smooth_is_a_half_and_half_mix_with_the_uniform_row_by_hand():
+    probs, scores, mask = attention_inputs(seed=7)
+    module = mechanism("smooth")
+    assert not list(module.parameters())  # a control: nothing to learn
+    refined = module(probs, scores, mask)
+    lengths = [N, 4, 1, N, 6]
+    for b in range(BATCH):
+        for i in range(N):
+            # allowed keys of row i: the real items at or before i (padding rows see all real items up to i)
+            allowed = min(i + 1, lengths[b])
+            uniform = torch.zeros(N)
+            uniform[:allowed] = 1.0 / allowed
+            for h in range(HEADS):
+                expected = 0.5 * probs[b, h, i] + 0.5 * uniform
+                assert torch.allclose(refined[b, h, i], expected, atol=1e-6), (b, h, i)
+    # a distribution over the same keys, and flatter than A (entropy of a mixture with uniform)
+    assert torch.allclose(refined.sum(-1), torch.ones(BATCH, HEADS, N), atol=1e-5)
+    assert torch.all(refined[mask.expand_as(refined) < 0] < 1e-4)

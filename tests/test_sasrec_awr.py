@@ -5,7 +5,7 @@ import torch
 
 from conftest import MAX_LEN, build, encoded, random_sequences
 
-MECHANISMS = ["none", "simple", "value", "additive"]
+MECHANISMS = ["none", "simple", "value", "additive", "smooth"]
 
 
 def first_batch(loader):
@@ -48,7 +48,7 @@ def test_none_equals_sasrec_scores_and_loss(pair):
 
 
 # matrices per layer: written out, not read from the classes under test
-EXPECTED_MATRICES = {"none": 0, "simple": 2, "value": 3, "additive": 2}
+EXPECTED_MATRICES = {"none": 0, "simple": 2, "value": 3, "additive": 2, "smooth": 0}
 
 
 @pytest.mark.parametrize("share_heads", [True, False])
@@ -110,3 +110,31 @@ def test_short_training_lowers_the_loss(tiny_config_dict, mechanism, train_targe
     after = eval_loss()
     assert after < 0.9 * before, (before, after)
 
+
+
+def test_smooth_mixes_every_layer_with_uniform_weights_and_changes_the_scores(tiny_config_dict):
+    """``smooth`` (no parameters of its own) on the same weights as ``none``: other scores, and
+    in every layer refined weights that are (A + U) / 2 of that layer's own first-order A."""
+    _, base, _, _, test_data = build("SASRecAWR", config_dict=tiny_config_dict, refine_mechanism="none")
+    _, model, _, _, _ = build("SASRecAWR", config_dict=tiny_config_dict, refine_mechanism="smooth")
+    with torch.no_grad():  # sharper first-order weights: at the normal(0.02) start A is almost U
+        for name, weight in base.named_parameters():
+            if name.endswith(("query.weight", "key.weight")):
+                weight.mul_(60.0)
+    model.load_state_dict(base.state_dict())  # strict: the same parameter names, none added
+    base.eval(), model.eval()
+    batch = first_batch(test_data)
+    with torch.no_grad():
+        assert not torch.allclose(base.full_sort_predict(batch), model.full_sort_predict(batch), atol=1e-4)
+    layers = model.trm_encoder.attention_layers()
+    for attention in layers:
+        attention.keep_weights = True
+    seqs, _ = random_sequences(4, MAX_LEN, model.n_items, seed=5, min_len=3)
+    encoded(model, seqs)
+    causal = torch.tril(torch.ones(MAX_LEN, MAX_LEN, dtype=torch.bool))
+    real = (seqs > 0)[:, None, None, :]
+    allowed = (causal & real).float()  # (B, 1, n, n)
+    uniform = allowed / allowed.sum(-1, keepdim=True).clamp(min=1)
+    for attention in layers:
+        first, refined = attention.first_order_weights, attention.refined_weights
+        assert torch.allclose(refined, 0.5 * first + 0.5 * uniform, atol=1e-6)

@@ -11,7 +11,7 @@ from recbole_awrsr import Config, run_recbole_awrsr
 from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.model.targets import next_item_targets, sample_negatives
 
-MECHANISMS = ["none", "simple", "value", "additive", "stochastic"]
+MECHANISMS = ["none", "simple", "value", "additive", "smooth", "stochastic"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -7,7 +7,7 @@ from conftest import MAX_LEN, VARIANTS, build, random_sequences, variant_id
 from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.model.trimming import auto_groups, length_groups, reassemble
 
-MECHANISMS = ["none", "simple", "value", "additive"]
+MECHANISMS = ["none", "simple", "value", "additive", "smooth"]
 
 
 def test_groups_cover_each_row_once_with_their_longest_length():

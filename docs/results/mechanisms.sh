@@ -3,11 +3,12 @@
 # - at which variant each mechanism runs: the one that led it on ml-100k validation
 #   (ml-100k-variants/tables.md, "Choice on validation", SASRecAWR; STOSAAWR takes the
 #   same): simple V2 and additive V2 (refine_input=rownorm refine_init=identity), value V0
-#   (the defaults); stochastic (STOSAAWR only) at its defaults;
+#   (the defaults); stochastic (STOSAAWR only) at its defaults; smooth (the control, no
+#   refine_* key applies) as it is;
 # - where a backbone's tuned configuration is: tune/<dataset>/ for SASRecAWR,
 #   tune/<dataset>-stosa/ for STOSAAWR.
 V2="--refine_input=rownorm --refine_init=identity"
-declare -A variant=([none]="" [simple]="$V2" [value]="" [additive]="$V2" [stochastic]="")
+declare -A variant=([none]="" [simple]="$V2" [value]="" [additive]="$V2" [smooth]="" [stochastic]="")
 
 # search_folder DATASET MODEL: the folder of the backbone's search (its best.yaml is the
 # tuned configuration); fails, saying why, for a model without a search space

@@ -11,7 +11,9 @@
 # and for STOSAAWR, once its search has chosen: table2.sh DATASET 1 STOSAAWR, ... 2 STOSAAWR.
 # Every job needs the none run of its seed (compare always runs none, which all variants
 # share), so the none runs come first and a job waits for its seed's none rather than
-# training it twice. Seeds 1 and 2 of every mechanism finish before seed 3.
+# training it twice. Seeds 1 and 2 of every mechanism finish before seed 3. SASRecAWR's rows end
+# with smooth, the control without parameters ((A + U) / 2: how much of a gain is the flattening
+# of attention alone; added in session 11, after the paper's mechanisms).
 # Tables and figure again from the CSV, without training: recbole-awrsr report
 set -u
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -22,8 +24,8 @@ model=${3:-SASRecAWR}
 OUT=docs/results/$dataset-table2
 config=$(tuned_config "$dataset" "$model") || exit 2
 case "$model:$process" in
-  SASRecAWR:1) jobs=(1:none 1:value 1:simple 1:additive 3:value 3:additive) ;;
-  SASRecAWR:2) jobs=(2:none 3:none 2:value 2:simple 2:additive 3:simple) ;;
+  SASRecAWR:1) jobs=(1:none 1:value 1:simple 1:additive 3:value 3:additive 1:smooth) ;;
+  SASRecAWR:2) jobs=(2:none 3:none 2:value 2:simple 2:additive 3:simple 2:smooth 3:smooth) ;;
   STOSAAWR:1) jobs=(1:none 1:stochastic 1:value 1:simple 1:additive 3:value 3:simple 3:additive) ;;
   STOSAAWR:2) jobs=(2:none 3:none 2:stochastic 2:value 2:simple 2:additive 3:stochastic) ;;
   *) echo "table2.sh: the process must be 1 or 2, got $process" >&2; exit 2 ;;

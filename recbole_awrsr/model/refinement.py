@@ -249,6 +249,25 @@ class AdditiveRefinement(Refinement):
         return torch.lerp(pick(probs, at), higher, 0.5)  # (A + simple(A)) / 2 in one pass
 
 
+class SmoothRefinement(Refinement):
+    """``smooth`` (a control without parameters): Ã = (A + U) / 2, U uniform over each row's allowed keys.
+
+    It is what ``additive`` becomes while its higher-order weights stay uniform, and the
+    ``normal`` start keeps them close to that (refined logits of order 1e-4): a run of
+    ``smooth`` beside the others tells how much of a mechanism's effect is the plain
+    flattening of attention rather than anything learned from the rows. The refinement
+    keys (``refine_input``, ``refine_init``, ``refine_temperature``) do not apply.
+    """
+
+    identity_names = ()
+
+    def forward(self, probs, scores, mask, at=None):
+        allowed = (pick(mask, at) >= 0).to(probs.dtype)  # (B, 1, q, n)
+        # a row with no allowed key (none in a causal or padding mask) would get U = 0
+        uniform = allowed / allowed.sum(-1, keepdim=True).clamp(min=1)
+        return torch.lerp(pick(probs, at), uniform, 0.5)
+
+
 class StochasticRefinement(Refinement):
     """``stochastic`` (STOSA only): each attention row becomes a diagonal Gaussian over n dims.
 
@@ -275,6 +294,7 @@ MECHANISMS = {
     "simple": SimpleRefinement,
     "value": ValueRefinement,
     "additive": AdditiveRefinement,
+    "smooth": SmoothRefinement,
     "stochastic": StochasticRefinement,
 }
 

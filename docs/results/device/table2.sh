@@ -16,7 +16,7 @@ OUT=${OUT:?the folder whose files come back}
 . "$(dirname "$0")/../mechanisms.sh"
 dataset=${DATASET:-beauty}
 config=$(tuned_config "$dataset" "$model") || exit 2
-mechanisms="none value simple additive"
+mechanisms="none value simple additive smooth"
 [ "$model" = STOSAAWR ] && mechanisms="none stochastic value simple additive"
 if ! python3 -c "import recbole" 2>/dev/null; then
   python3 -m pip install --quiet --no-deps --no-index --find-links .device/wheels \

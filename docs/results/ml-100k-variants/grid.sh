@@ -6,6 +6,8 @@
 #   nohup docs/results/ml-100k-variants/grid.sh 1 > grid1.log 2>&1 &
 #   nohup docs/results/ml-100k-variants/grid.sh 2 > grid2.log 2>&1 &
 # (process 2 waits until process 1 has the three none cells, so that none is not run twice).
+# The control smooth ((A + U) / 2, no parameters; session 11), once the none cells are there:
+#   nohup docs/results/ml-100k-variants/grid.sh smooth > grid-smooth.log 2>&1 &
 # Tables and figure again from the CSV, without training:
 #   python -m recbole_awrsr.compare --datasets ml-100k --out docs/results/ml-100k-variants --report-only
 set -u
@@ -16,7 +18,9 @@ V0=""                                                                       # th
 V1="--refine_input=centered --refine_init=identity"                         # rows rescaled, identity start
 V2="--refine_input=rownorm --refine_init=identity"                          # rows normalised, identity start
 V3="--refine_input=centered --refine_init=identity --refine_temperature=learned"
-if [ "${1:-1}" = 2 ]; then
+if [ "${1:-1}" = smooth ]; then
+  jobs=("smooth:")  # session 11: the control without parameters, (A + U) / 2
+elif [ "${1:-1}" = 2 ]; then
   until [ "$(grep -c ',SASRecAWR,none,' $OUT/results.csv 2>/dev/null)" -ge 3 ]; do sleep 30; done
   jobs=("additive:$V0" "additive:$V1" "additive:$V2" "additive:$V3" "value:$V2" "value:$V3")
 else
