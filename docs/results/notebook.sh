@@ -21,6 +21,8 @@
 # main checkout: docs/results/collect.sh WORKTREE brings the rows over and rewrites the report.
 set -u
 cd "$(dirname "$0")/../.."
+# this checkout's code in every process, Ray's trial workers too (they do not start from here)
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 LOGS=${LOGS:-/work/gridlogs}
 mkdir -p "$LOGS"
 here=docs/results
