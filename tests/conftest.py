@@ -172,3 +172,41 @@ def write(path, data):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
     return path
+
+
+def first_batch(loader):
+    """The first batch of a RecBole loader, without the extras of an evaluation batch."""
+    for batch in loader:
+        return batch[0] if isinstance(batch, tuple) else batch
+
+
+def loss_before_and_after_training(model, train_data, min_steps, lr=5e-3, autocast=False):
+    """A fixed training batch's loss in eval mode before and after Adam on ``train_data``.
+
+    Trains whole passes over ``train_data`` until at least ``min_steps`` steps are done.
+    ``autocast``: the steps and both losses under CPU autocast (as RecBole's trainer
+    wraps a step with ``enable_amp``), and every step's loss must be finite.
+    Returns (before, after) as floats.
+    """
+    import math
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    batch = first_batch(train_data)
+
+    def eval_loss():
+        model.eval()
+        with torch.no_grad(), torch.autocast("cpu", enabled=autocast):
+            return model.calculate_loss(batch).item()
+
+    before, steps = eval_loss(), 0
+    model.train()
+    while steps < min_steps:
+        for data in train_data:
+            optimizer.zero_grad()
+            with torch.autocast("cpu", enabled=autocast):
+                loss = model.calculate_loss(data)
+            assert math.isfinite(loss.item()), f"step {steps}"
+            loss.backward()
+            optimizer.step()
+            steps += 1
+    return before, eval_loss()

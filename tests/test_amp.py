@@ -36,7 +36,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import build, write_tiny_dataset
+from conftest import build, loss_before_and_after_training, write_tiny_dataset
 from recbole_awrsr.quick_start import build_trainer
 
 #: max |score_bf16 - score_fp32| / max |score_fp32| over a fixed batch (see the module docstring)
@@ -163,26 +163,7 @@ def test_loss_finite_and_falls_over_30_steps(tiny_config_dict, pair):
     _, model, train_data, _, _ = build(model_name, config_dict=settings(
         model_name, mechanism, tiny_config_dict, enable_amp=True,
         hidden_dropout_prob=0.1, attn_dropout_prob=0.1))
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
-    batch = first_batch(train_data)
-
-    def eval_loss():
-        model.eval()
-        with torch.no_grad(), torch.autocast("cpu"):
-            return model.calculate_loss(batch).item()
-
-    before, steps = eval_loss(), 0
-    model.train()
-    while steps < 30:
-        for data in train_data:
-            optimizer.zero_grad()
-            with torch.autocast("cpu"):  # as RecBole's trainer wraps its step
-                loss = model.calculate_loss(data)
-            assert math.isfinite(loss.item()), f"step {steps}"
-            loss.backward()
-            optimizer.step()
-            steps += 1
-    after = eval_loss()
+    before, after = loss_before_and_after_training(model, train_data, min_steps=30, autocast=True)
     assert after < 0.9 * before, (before, after)
 
 

@@ -3,14 +3,9 @@
 import pytest
 import torch
 
-from conftest import MAX_LEN, build, encoded, random_sequences
+from conftest import MAX_LEN, build, encoded, first_batch, loss_before_and_after_training, random_sequences
 
 MECHANISMS = ["none", "simple", "value", "additive", "smooth"]
-
-
-def first_batch(loader):
-    for batch in loader:
-        return batch[0] if isinstance(batch, tuple) else batch
 
 
 @pytest.fixture
@@ -90,24 +85,7 @@ def test_short_training_lowers_the_loss(tiny_config_dict, mechanism, train_targe
         "SASRecAWR", config_dict=tiny_config_dict, refine_mechanism=mechanism,
         hidden_dropout_prob=0.1, attn_dropout_prob=0.1, train_targets=train_targets,
     )
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
-    batch = first_batch(train_data)
-
-    def eval_loss():
-        model.eval()
-        with torch.no_grad():
-            return model.calculate_loss(batch).item()
-
-    before = eval_loss()
-    model.train()
-    steps = 0
-    while steps < 30:
-        for data in train_data:
-            optimizer.zero_grad()
-            model.calculate_loss(data).backward()
-            optimizer.step()
-            steps += 1
-    after = eval_loss()
+    before, after = loss_before_and_after_training(model, train_data, min_steps=30)
     assert after < 0.9 * before, (before, after)
 
 

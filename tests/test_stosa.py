@@ -6,7 +6,7 @@ import pytest
 import torch
 from recbole.data.interaction import Interaction
 
-from conftest import MAX_LEN, build, encoded, random_sequences
+from conftest import MAX_LEN, build, encoded, first_batch, loss_before_and_after_training, random_sequences
 from recbole_awrsr import Config, run_recbole_awrsr
 from recbole_awrsr.errors import ConfigurationError
 from recbole_awrsr.model.targets import next_item_targets, sample_negatives
@@ -15,11 +15,6 @@ MECHANISMS = ["none", "simple", "value", "additive", "smooth", "stochastic"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def first_batch(loader):
-    for batch in loader:
-        return batch[0] if isinstance(batch, tuple) else batch
 
 
 def inverse_positive_variance(var):
@@ -283,22 +278,7 @@ def test_all_targets_loss_is_the_mean_of_prefix_losses(stosa_config):
 def test_short_training_lowers_the_loss(stosa_config, mechanism):
     model_name, extra = ("STOSA", {}) if mechanism is None else ("STOSAAWR", {"refine_mechanism": mechanism})
     _, model, train_data, _, _ = build(model_name, config_dict=stosa_config, **extra)
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
-    batch = first_batch(train_data)
-
-    def eval_loss():
-        model.eval()
-        with torch.no_grad():
-            return model.calculate_loss(batch).item()
-
-    before = eval_loss()
-    model.train()
-    for _ in range(6):
-        for data in train_data:
-            optimizer.zero_grad()
-            model.calculate_loss(data).backward()
-            optimizer.step()
-    after = eval_loss()
+    before, after = loss_before_and_after_training(model, train_data, min_steps=6 * len(train_data))
     assert math.isfinite(after)
     assert after < 0.8 * before, (before, after)
 
