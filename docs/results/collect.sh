@@ -4,21 +4,31 @@
 # best_result.json), then rewrite the tables and docs/results.md from the CSVs
 # (recbole-awrsr report). Checkpoints, Ray's state and logs stay where they are.
 #   docs/results/collect.sh /work/grid6
-# A CSV here with a row the worktree's lacks is not overwritten (the worktree would be older
-# than this checkout, or another grid wrote here): that file is named and the script stops.
+# A results.csv here with a run (its key columns) that the worktree's lacks is not overwritten
+# (the worktree is older than this checkout, or another grid wrote here): the runs are named.
 set -eu
 from=${1:?the grid worktree, e.g. /work/grid6}/docs/results
 cd "$(dirname "$0")/../.."
 [ -d "$from" ] || { echo "collect.sh: $from is not a folder" >&2; exit 2; }
+# python -c "$lacks" SOURCE TARGET: fails, naming them, when TARGET has runs SOURCE lacks
+lacks='
+import sys
+from recbole_awrsr.compare import KEYS, read_results
+source, target = (read_results(path) for path in sys.argv[1:])
+keys = lambda frame: set(frame[KEYS].astype(str).itertuples(index=False, name=None))
+for key in sorted(keys(target) - keys(source)):
+    print(f"collect.sh: {sys.argv[2]} has a run that {sys.argv[1]} lacks: {key}", file=sys.stderr)
+sys.exit(bool(keys(target) - keys(source)))
+'
 copied=0
 while IFS= read -r -d '' source; do
   target=docs/results/${source#"$from"/}
   cmp -s "$source" "$target" 2>/dev/null && continue
   case "$target" in
-    *.csv)
-      # every line here must still be there (rows are only ever added or rewritten in place)
-      if [ -f "$target" ] && [ -n "$(grep -vxF -f "$source" "$target" | head -n 1)" ]; then
-        echo "collect.sh: $target has rows that $source lacks; left as it is (merge by hand)" >&2
+    */results.csv)
+      # every run here must still be there (a grid only adds rows, and may add columns)
+      if [ -f "$target" ] && ! python -c "$lacks" "$source" "$target"; then
+        echo "collect.sh: $target left as it is (merge by hand)" >&2
         exit 2
       fi ;;
   esac
