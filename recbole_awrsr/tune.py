@@ -420,11 +420,13 @@ def start_local_ray(num_cpus):
     Trials run at the niceness of the command that started them: Ray's own default
     (``RAY_worker_niceness``, 15) lets every other process on the machine go first, and
     beside a training run a trial got a few percent of a core (an epoch 25-40 times
-    slower). A value already in the environment is kept.
+    slower). Ray adds the value to the niceness a worker inherits (a command at nice 5
+    with the value 5 gave workers at 10), so 0 keeps the command's. A value already in
+    the environment is kept.
     """
     import ray
 
-    os.environ.setdefault("RAY_worker_niceness", str(os.nice(0)))
+    os.environ.setdefault("RAY_worker_niceness", "0")
     # Ray's socket paths must stay short (about 100 characters): not under $TMPDIR
     temp_dir = tempfile.mkdtemp(prefix="rayawr", dir="/tmp" if os.path.isdir("/tmp") else None)
     ray.init(num_cpus=num_cpus, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False)

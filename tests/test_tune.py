@@ -415,30 +415,33 @@ def test_interrupted_trial_continues_from_its_last_report(tiny_config_dict, tmp_
     assert first + rest == whole
 
 
-def test_trials_run_at_the_niceness_of_the_command(tmp_path, monkeypatch, ray_home):
+def test_trials_run_at_the_niceness_of_the_command(tmp_path, ray_home):
     """Ray nices its workers to 15 by default; a search's trials must not be starved by
-    the machine's other (niceness 0) processes."""
+    the machine's other (niceness 0) processes, nor niced twice when the command is.
+
+    The search runs in a child at 3 more than this process's niceness, so that a worker
+    niced by the command's niceness again (Ray adds RAY_worker_niceness to what a worker
+    inherits) is told apart from one at the command's niceness."""
     import os
-    import shutil
+    import subprocess
+    import sys
 
-    import ray
-
-    from recbole_awrsr.tune import start_local_ray
-
-    monkeypatch.setenv("HOME", str(ray_home))
-    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    monkeypatch.delenv("RAY_worker_niceness", raising=False)
-
-    @ray.remote
-    def niceness():
-        return os.nice(0)
-
-    temp_dir = start_local_ray(1)
-    try:
-        assert ray.get(niceness.remote()) == os.nice(0)
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    script = (
+        "import os, shutil, ray\n"
+        "from recbole_awrsr.tune import start_local_ray\n"
+        "temp_dir = start_local_ray(1)\n"
+        "niceness = ray.remote(lambda: os.nice(0))\n"
+        "print('worker niceness', ray.get(niceness.remote()))\n"
+        "ray.shutdown()\n"
+        "shutil.rmtree(temp_dir, ignore_errors=True)\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "RAY_worker_niceness"}
+    env.update(HOME=str(ray_home), RAY_USAGE_STATS_ENABLED="0")
+    command = min(os.nice(0) + 3, 19)
+    result = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600, preexec_fn=lambda: os.nice(3))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"worker niceness {command}" in result.stdout, result.stdout
 
 
 def test_another_search_in_the_same_folder_is_refused(tmp_path):
