@@ -179,6 +179,7 @@ def run_cell(cell, config_files, keys, out, layers=None):
         built.valid_data, rows=VALID_SHARPNESS_ROWS).items()})
     row["seconds"] = round(seconds, 1)
     row["code"] = code_version()
+    row["machine"] = machine_name(built.config["device"])
     row["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")
     write_per_user(per_user_path(out, cell, layers), built)
     history = history_path(trainer.saved_model_file)
@@ -209,6 +210,30 @@ def code_version(package=None):
     except (OSError, subprocess.SubprocessError):
         pass
     return f"recbole-awrsr {recbole_awrsr.__version__}"
+
+
+def machine_name(device="cpu", cpuinfo="/proc/cpuinfo"):
+    """What a row was trained on: the GPU's name for a CUDA device, else the CPU's model
+    name (Linux's ``cpuinfo``; elsewhere what :mod:`platform` says).
+
+    The same seed follows another path on another processor (other kernels, other float
+    rounding), so rows from different machines are replicates, not reruns.
+    """
+    import platform
+
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        with open(cpuinfo, encoding="utf-8") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 #: validation sequences a finished cell's sharpness is measured on

@@ -96,6 +96,8 @@ def test_comparison_writes_tables_and_resumes(tiny_config_dict, tmp_path, monkey
     # every run: epochs, best epoch, validation sharpness (plugin models only)
     assert (results["epochs"].astype(int) == 2).all()
     assert results["code"].str.fullmatch(r"[0-9a-f]{7,}(\+changes)?|recbole-awrsr .+").all()
+    from recbole_awrsr.compare import machine_name
+    assert (results["machine"] == machine_name("cpu")).all() and results["machine"].str.len().gt(0).all()
     assert results["best_epoch"].astype(int).between(0, 1).all()
     refined = results[results["model"] == "SASRecAWR"]
     assert refined["valid_refined_entropy"].astype(float).between(0, 1.000001).all()
@@ -351,3 +353,14 @@ def test_skip_none_runs_only_the_named_mechanisms(tiny_config_dict, tmp_path, mo
     ran.clear()
     assert main(tiny_argv(tiny_config_dict, "--models", "SASRecAWR", "--mechanisms", "value")) == 1
     assert ran == [("none", 1), ("none", 2), ("value", 1), ("value", 2)]
+
+
+def test_rows_name_the_machine_they_ran_on(tmp_path):
+    from recbole_awrsr.compare import machine_name
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R14\n"
+                       "processor\t: 1\nmodel name\t: AMD EPYC 9R14\n")
+    assert machine_name("cpu", cpuinfo=cpuinfo) == "AMD EPYC 9R14"
+    # no cpuinfo (not Linux): what the platform says, never empty
+    assert machine_name("cpu", cpuinfo=tmp_path / "missing")
