@@ -99,8 +99,8 @@ def summarize(frame, metrics, per_user=None):
     """Per (dataset, model, mechanism, layers, variant, metric): mean over seeds, change, p.
 
     The change is relative to the same backbone's ``none`` at the same dataset and
-    layers, under the same variant less its refinement keys, in percent; ``p_value``
-    pairs the seeds both have; ``p_users`` (metrics of :data:`PER_USER_METRICS`, when
+    layers, under the same variant less its refinement keys, over the seeds the row has
+    (``none`` may have more), in percent; ``p_value`` pairs the seeds both have; ``p_users`` (metrics of :data:`PER_USER_METRICS`, when
     ``per_user(record)`` gives the path of every run's per-user CSV and they all exist)
     pairs the test users, each user's value averaged over the seeds.
     """
@@ -123,7 +123,8 @@ def summarize(frame, metrics, per_user=None):
                    "seeds": len(group), "base_mean": float("nan"), "change_pct": float("nan"),
                    "p_value": float("nan"), "p_users": float("nan")}
             if mechanism not in (BASE, NO_MECHANISM) and not base.empty:
-                base_mean = base[column].astype(float).mean()
+                # over the seeds this row has: a none with more seeds is another sample
+                base_mean = base[base["seed"].isin(group["seed"])][column].astype(float).mean()
                 row["base_mean"] = base_mean
                 row["change_pct"] = (mean - base_mean) / base_mean * 100 if base_mean else float("nan")
                 paired = group.merge(base, on="seed", suffixes=("", "_base"))
@@ -299,7 +300,7 @@ def choice_markdown(frame, metric="valid_ndcg@10"):
     Per (dataset, n_layers) and plugin backbone: each (mechanism, variant) row with its
     number of runs, mean ± sd of ``metric`` (a results column, the best epoch's
     validation score) and change against the mean of the same backbone's ``none`` runs
-    under the same settings less the refinement keys (as :func:`summarize`), best
+    under the same settings less the refinement keys, on the same seeds (as :func:`summarize`), best
     first; the best row is in bold and named in a closing line. RecBole baselines are
     left out (nothing of theirs is chosen here).
     """
@@ -320,7 +321,9 @@ def choice_markdown(frame, metric="valid_ndcg@10"):
         for rank, (label, row) in enumerate(stats.iterrows(), start=1):
             spread = f" ± {row['std']:.4f}" if row["count"] > 1 else ""
             # against the none runs of the same settings less the refinement keys
-            base = nones[nones["variant"] == base_variant(rows.at[label, "variant"])]["score"].mean()
+            seeds = scores[scores["label"] == label]["seed"]
+            base = nones[(nones["variant"] == base_variant(rows.at[label, "variant"]))
+                         & nones["seed"].isin(seeds)]["score"].mean()
             change = (f"{(row['mean'] - base) / base * 100 + 0.0:+.1f}%"
                       if base == base and base and rows.at[label, "mechanism"] != BASE else "")
             name = f"**{label}**" if rank == 1 else label

@@ -48,6 +48,23 @@ def test_choice_table_ranks_by_mean_validation_score_against_none_of_the_same_se
     assert "GRU4Rec" not in text
 
 
+def test_a_row_is_compared_with_none_on_its_own_seeds():
+    """none has seeds 1-3, simple only 1-2: simple's change is against none's seeds 1-2,
+    in the choice table (validation) and in the summary behind Table 2 (test)."""
+    from recbole_awrsr.tables import summarize
+
+    frame = choice_frame()
+    extra = {**frame.iloc[0].to_dict(), "seed": "3", "valid_ndcg@10": 0.50, "test_ndcg@5": 0.50}
+    frame = pd.concat([frame, pd.DataFrame([extra])], ignore_index=True)
+    rows = {row[1].strip("*"): row for row in table_rows(choice_markdown(frame))}
+    # V2 0.125 against none's seeds 1-2 (0.11), not against all three (0.24)
+    assert rows[f"SASRecAWR + simple [{VARIANT}]"][2:] == ["2", "0.1250 ± 0.0071", "+13.6%"]
+    assert rows["SASRecAWR"][2:4] == ["3", "0.2400 ± 0.2254"]  # 0.10, 0.12, 0.50
+    summary = summarize(frame, ["ndcg@5"]).set_index(["mechanism", "variant"])
+    assert summary.loc[("simple", VARIANT), "base_mean"] == pytest.approx(0.11)
+    assert summary.loc[("simple", VARIANT), "change_pct"] == pytest.approx((0.125 - 0.11) / 0.11 * 100)
+
+
 def test_choice_table_names_the_best_row():
     frame = choice_frame()
     text = choice_markdown(frame)
