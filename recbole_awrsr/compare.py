@@ -21,6 +21,7 @@ import datetime
 import fcntl
 import hashlib
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
+import torch
 from recbole.evaluator.metrics import NDCG, Recall
 from tqdm import tqdm
 
@@ -219,10 +221,6 @@ def machine_name(device="cpu", cpuinfo="/proc/cpuinfo"):
     The same seed follows another path on another processor (other kernels, other float
     rounding), so rows from different machines are replicates, not reruns.
     """
-    import platform
-
-    import torch
-
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(torch.device(device))
     try:
