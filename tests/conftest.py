@@ -5,6 +5,7 @@ and ``saved/`` folders never land in the repository and no test depends on the
 directory pytest was started from.
 """
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -188,8 +189,6 @@ def loss_before_and_after_training(model, train_data, min_steps, lr=5e-3, autoca
     wraps a step with ``enable_amp``), and every step's loss must be finite.
     Returns (before, after) as floats.
     """
-    import math
-
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     batch = first_batch(train_data)
 

@@ -1,5 +1,6 @@
 # Sourced by the Table 2 and Table 3 scripts (table2.sh, beauty-table2/table3.sh,
-# device/table2.sh) and tune/tune.sh: the one place that says
+# device/table2.sh), tune/tune.sh, notebook.sh and device/prepare.sh: the one place that says
+# - where each dataset's raw data lies (raw_data);
 # - at which variant each mechanism runs: the one that led it on ml-100k validation
 #   (ml-100k-variants/tables.md, "Choice on validation", SASRecAWR; STOSAAWR takes the
 #   same): simple V2 and additive V2 (refine_input=rownorm refine_init=identity), value V0
@@ -9,6 +10,15 @@
 #   tune/<dataset>-stosa/ for STOSAAWR.
 V2="--refine_input=rownorm --refine_init=identity"
 declare -A variant=([none]="" [simple]="$V2" [value]="" [additive]="$V2" [smooth]="" [stochastic]="")
+
+# raw_data DATASET: the raw file or folder in ../shared/data that the dataset's converter reads
+raw_data() {
+  case "$1" in
+    beauty) echo ../shared/data/beauty/Beauty.txt ;;
+    ml-1m) echo ../shared/data/ml-1m ;;
+    *) echo "the dataset must be beauty or ml-1m, got $1" >&2; return 2 ;;
+  esac
+}
 
 # search_folder DATASET MODEL: the folder of the backbone's search (its best.yaml is the
 # tuned configuration); fails, saying why, for a model without a search space

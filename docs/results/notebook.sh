@@ -26,18 +26,14 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 LOGS=${LOGS:-/work/gridlogs}
 mkdir -p "$LOGS"
 here=docs/results
+. $here/mechanisms.sh
 stages=${NOTEBOOK_STAGES:-1 2 3 4 5 6}
 
 say() { echo "== $(date '+%F %T') $*"; }
 
 # convert DATASET: the atomic file, from ../shared/data, if it is not there yet
 convert() {
-  local raw
-  case "$1" in
-    beauty) raw=../shared/data/beauty/Beauty.txt ;;
-    ml-1m) raw=../shared/data/ml-1m ;;
-  esac
-  [ -f "dataset_atomic/$1/$1.inter" ] || python -m recbole_awrsr.data convert "$1" "$raw"
+  [ -f "dataset_atomic/$1/$1.inter" ] || python -m recbole_awrsr.data convert "$1" "$(raw_data "$1")"
 }
 
 # pair NAME COMMAND...: COMMAND 1 and COMMAND 2 side by side (one per core), then wait for both
@@ -53,7 +49,7 @@ pair() {
 
 # search NAME DATASET MODEL: the backbone search, unless its best.yaml is there
 search() {
-  if [ -f "$(. $here/mechanisms.sh; search_folder "$2" "$3")/best.yaml" ]; then
+  if [ -f "$(search_folder "$2" "$3")/best.yaml" ]; then
     say "stage $1: the $3 search on $2 has chosen (best.yaml is there)"
     return 0
   fi

@@ -12,11 +12,8 @@
 set -eu
 cd "$(dirname "$0")/../../.."
 dataset=${DATASET:-beauty}
-case "$dataset" in
-  beauty) raw=../shared/data/beauty/Beauty.txt ;;
-  ml-1m) raw=../shared/data/ml-1m ;;
-  *) echo "prepare.sh: DATASET must be beauty or ml-1m, got $dataset" >&2; exit 2 ;;
-esac
+. docs/results/mechanisms.sh
+raw=$(raw_data "$dataset") || exit 2
 mkdir -p .device/wheels
 python -m pip download --quiet --no-deps --only-binary=:all: --dest .device/wheels \
     recbole==1.2.1 colorlog==4.7.2 texttable thop
