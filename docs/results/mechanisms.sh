@@ -6,10 +6,14 @@
 #   same): simple V2 and additive V2 (refine_input=rownorm refine_init=identity), value V0
 #   (the defaults); stochastic (STOSAAWR only) at its defaults; smooth (the control, no
 #   refine_* key applies) as it is;
+# - the paper's mechanisms, among which Table 3's is chosen (paper_mechanisms);
 # - where a backbone's tuned configuration is: tune/<dataset>/ for SASRecAWR,
 #   tune/<dataset>-stosa/ for STOSAAWR.
 V2="--refine_input=rownorm --refine_init=identity"
 declare -A variant=([none]="" [simple]="$V2" [value]="" [additive]="$V2" [smooth]="" [stochastic]="")
+# the paper's SASRecAWR mechanisms, among which Table 2 on Beauty chooses the one that Table 3
+# takes further (smooth is the control, none the baseline, stochastic STOSAAWR's alone)
+paper_mechanisms=(simple value additive)
 
 # raw_data DATASET: the raw file or folder in ../shared/data that the dataset's converter reads
 raw_data() {

@@ -14,7 +14,7 @@
 #   5. STOSAAWR's search on ML-1M, Table 2    tune/tune.sh ml-1m STOSAAWR; table2.sh ml-1m 1 | 2 STOSAAWR
 #   6. Table 3 on Beauty (layers 1-4)         beauty-table2/table3.sh 1 | 2 MECHANISM, with the
 #      mechanism of Table 2 on Beauty that leads on mean validation NDCG@10 (test not read;
-#      simple, value or additive: smooth is the control)
+#      one of paper_mechanisms in mechanisms.sh: smooth is the control)
 # NOTEBOOK_STAGES="3 4" runs only those stages. Each stage's processes log to
 # $LOGS/<stage>-<process>.log (LOGS: /work/gridlogs by default). A stage that fails is
 # reported and the next one starts; its rows are retried on the next start. Then, in the
@@ -68,17 +68,17 @@ table3() { "$here/beauty-table2/table3.sh" "$2" "$1"; }
 # chosen_mechanism: the mechanism of beauty-table2's SASRecAWR rows at the tuned depth that
 # leads on mean validation NDCG@10 (none excluded), once every mechanism has 3 seeds there
 chosen_mechanism() {
-  python - "$here/beauty-table2/results.csv" "$here/tune/beauty/best.yaml" <<'EOF'
+  python - "$here/beauty-table2/results.csv" "$here/tune/beauty/best.yaml" "${paper_mechanisms[@]}" <<'EOF'
 import sys
 import pandas as pd
 import yaml
 rows = pd.read_csv(sys.argv[1])
 layers = yaml.safe_load(open(sys.argv[2]))["n_layers"]
-# the paper's mechanisms: smooth is the control, not a refinement to take further
+mechanisms = sys.argv[3:]
 rows = rows[(rows["model"] == "SASRecAWR") & (rows["layers"] == layers)
-            & rows["mechanism"].isin(["simple", "value", "additive"])]
+            & rows["mechanism"].isin(mechanisms)]
 means = rows.groupby("mechanism")["valid_ndcg@10"].agg(["count", "mean"])
-if len(means) < 3 or (means["count"] < 3).any():
+if len(means) < len(mechanisms) or (means["count"] < 3).any():
     sys.exit(f"Table 2 on Beauty is not complete yet:\n{means}")
 print(means["mean"].idxmax())
 EOF

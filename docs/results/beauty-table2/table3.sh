@@ -10,13 +10,12 @@ set -u
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 OUT=docs/results/beauty-table2
 process=${1:?process 1 or 2}
-mechanism=${2:?the mechanism Table 2 chose on validation: simple, value or additive}
 . "$(dirname "$0")/../mechanisms.sh"
+mechanism=${2:?the mechanism Table 2 chose on validation: one of ${paper_mechanisms[*]}}
 config=$(tuned_config beauty SASRecAWR) || exit 2
-case "$mechanism" in
-  simple|value|additive) ;;
-  *) echo "table3.sh: mechanism must be simple, value or additive, got $mechanism" >&2; exit 2 ;;
-esac
+if [[ " ${paper_mechanisms[*]} " != *" $mechanism "* ]]; then
+  echo "table3.sh: mechanism must be one of ${paper_mechanisms[*]}, got $mechanism" >&2; exit 2
+fi
 tuned=$(sed -n 's/^n_layers: *\([0-9]*\).*/\1/p' "$config")
 # the (layers, seed) pairs besides the tuned depth, deepest first, each to the process with
 # less work so far (cost about proportional to the layers); both processes split alike
