@@ -32,6 +32,17 @@ def lean_loss(hidden, weight, targets):
     return cross_entropy(hidden @ weight.t(), targets)
 
 
+def float32_linear_loss(hidden, weight, targets):
+    """The block-wise cross-entropy kept in float32 under autocast (the encoder alone in
+    bfloat16), where the plugin's scores in bfloat16; tried in session 12."""
+    import torch
+
+    from recbole_awrsr.model.cross_entropy import linear_cross_entropy
+
+    with torch.autocast(device_type=hidden.device.type, enabled=False):
+        return linear_cross_entropy(hidden.float(), weight.float(), targets)
+
+
 def converted(datasets):
     """The datasets of ``datasets`` that have atomic files under ``dataset_atomic/`` (ml-100k
     ships inside RecBole); the others are named on stderr as skipped."""

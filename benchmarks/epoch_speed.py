@@ -12,7 +12,12 @@ Settings (each a column group of the table):
 * ``block``: the block-wise cross-entropy from the hidden states (``linear_cross_entropy``)
   and ``reuse_freed_memory`` (the defaults since session 8);
 * ``after + bf16``: ``after`` with ``enable_amp`` (bfloat16 autocast for training and
-  scoring).
+  scoring);
+* ``block + bf16``: ``block`` with ``enable_amp``, which is what ``enable_amp: true`` runs
+  today: under autocast ``linear_cross_entropy`` scores in bfloat16 and falls back to the
+  lean cross-entropy;
+* ``block + bf16, CE float32``: as ``block + bf16`` with the loss's scoring taken out of
+  autocast (the block-wise cross-entropy in float32): the encoder alone in bfloat16.
 
 One model per dataset (plugin defaults, ``--mechanism``, default simple), built through
 ``recbole_awrsr.quick_start.build``; each round runs one training epoch
@@ -39,7 +44,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import converted, lean_loss, torch_loss, write_report  # noqa: E402
+from common import converted, float32_linear_loss, lean_loss, torch_loss, write_report  # noqa: E402
 
 import recbole_awrsr.model.sasrec_awr as sasrec_awr  # noqa: E402
 from recbole_awrsr import Config, allocator  # noqa: E402
@@ -54,6 +59,8 @@ SETTINGS = {
     "after": (lean_loss, True, False),
     "block": (linear_cross_entropy, True, False),
     "after + bf16": (lean_loss, True, True),
+    "block + bf16": (linear_cross_entropy, True, True),
+    "block + bf16, CE float32": (float32_linear_loss, True, True),
 }
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4
