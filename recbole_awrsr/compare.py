@@ -13,10 +13,13 @@ t-test over seeds) and Table 3 (NDCG@5 by number of layers); ``summary.csv`` has
 same numbers unrounded. Each run's per-user test metrics go to ``per_user/`` and its
 per-epoch training history (loss, validation metrics, attention sharpness) to
 ``history/``, plotted in ``curves.png``. Several comparisons may share one ``--out``
-folder (say one per core): a row is added under a lock on the results file.
+folder (say one per core): a row is added under a lock on the results file, and a cell
+is trained by one process at a time (:func:`claimed`): the others pass it by, so processes
+given the same list of cells share it out between them as they go.
 """
 
 import argparse
+import contextlib
 import datetime
 import fcntl
 import hashlib
@@ -255,6 +258,36 @@ def checkpoint_path(out, cell, layers):
     return os.path.join(out, "checkpoints", cell_stem(cell, layers) + ".pth")
 
 
+def claim_path(out, cell, layers):
+    """The file whose lock says that a process is training the cell (empty; beside the checkpoint)."""
+    return os.path.join(out, "checkpoints", cell_stem(cell, layers) + ".lock")
+
+
+@contextlib.contextmanager
+def claimed(out, cell, layers):
+    """Claim the cell for this process while the block runs: yields True where this
+    process holds the claim, False where another process holds it now.
+
+    The claim is an exclusive ``flock`` on :func:`claim_path`, taken without waiting. The
+    kernel drops it when its holder exits, killed or not, so a claim never outlives its
+    process and a killed run's cell is free for the next one to resume. The lock files
+    stay (removing one while another process opens it would let two processes hold the
+    "same" claim); they are empty and sit in the ignored checkpoints folder.
+    """
+    path = claim_path(out, cell, layers)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def kept_history_path(out, cell, layers):
     """Where a finished cell's training history is kept: one CSV per cell in ``history/``
     (the trainer's copy, beside the checkpoint, goes with the ignored checkpoints folder)."""
@@ -400,17 +433,28 @@ def compare(args, keys):
     failures = []
     progress = tqdm(todo, desc="compare", unit="run", file=sys.stderr)
     for cell, layers in progress:
-        progress.set_postfix_str(f"{cell.dataset} {row_label(cell.model, cell.mechanism)} "
-                                 f"L={layers} seed={cell.seed}")
-        try:
-            row = run_cell(cell, config_files, keys, out, layers)
-        except Exception as error:  # one broken cell must not stop the others
-            failures.append({**asdict(cell), "layers": layers, "error": f"{type(error).__name__}: {error}",
-                             "traceback": traceback.format_exc()})
-            progress.write(f"failed: {cell}: {type(error).__name__}: {error}")
-            continue
-        frame = append_result(results_path, {**asdict(cell), "layers": layers, **row})
+        label = f"{cell.dataset} {row_label(cell.model, cell.mechanism)} L={layers} seed={cell.seed}"
+        progress.set_postfix_str(label)
+        with claimed(out, cell, layers) as ours:
+            if not ours:
+                progress.write(f"skipped: {label}: another process is training it "
+                               f"(it holds {claim_path(out, cell, layers)})")
+                continue
+            # it may have ended in another process since this one read the results
+            if cell_key(cell, layers) in finished_keys(read_results(results_path)):
+                progress.write(f"skipped: {label}: another process finished it meanwhile")
+                continue
+            try:
+                row = run_cell(cell, config_files, keys, out, layers)
+            except Exception as error:  # one broken cell must not stop the others
+                failures.append({**asdict(cell), "layers": layers,
+                                 "error": f"{type(error).__name__}: {error}",
+                                 "traceback": traceback.format_exc()})
+                progress.write(f"failed: {cell}: {type(error).__name__}: {error}")
+                continue
+            frame = append_result(results_path, {**asdict(cell), "layers": layers, **row})
     progress.close()
+    frame = read_results(results_path)  # with the rows other processes added
     failures_path = os.path.join(out, "failures.txt")
     if failures:
         write_text(failures_path, "\n\n".join(

@@ -364,3 +364,97 @@ def test_rows_name_the_machine_they_ran_on(tmp_path):
     assert machine_name("cpu", cpuinfo=cpuinfo) == "AMD EPYC 9R14"
     # no cpuinfo (not Linux): what the platform says, never empty
     assert machine_name("cpu", cpuinfo=tmp_path / "missing")
+
+
+def first_pass_cells(tiny_config_dict, monkeypatch):
+    """The (cell, out, layers) that ``run_cell`` is called with, in order, for the
+    SASRecAWR simple grid of :func:`tiny_argv` (nothing trained, no row written)."""
+    seen = []
+
+    def refuse(cell, config_files, keys, out, layers):
+        seen.append((cell, out, layers))
+        raise RuntimeError("not trained in this test")
+
+    monkeypatch.setattr(compare, "run_cell", refuse)
+    argv = tiny_argv(tiny_config_dict, "--models", "SASRecAWR", "--mechanisms", "simple")
+    assert main(argv) == 1 and len(seen) == 4
+    return argv, seen
+
+
+def test_a_claim_holds_across_processes_and_dies_with_its_holder(tmp_path):
+    import sys
+
+    cell = compare.Cell("tiny", "SASRecAWR", "simple", None, 1)
+    path = compare.claim_path(str(tmp_path), cell, 2)
+    (tmp_path / "checkpoints").mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time\n"
+         f"handle = open({str(path)!r}, 'a')\nfcntl.flock(handle, fcntl.LOCK_EX)\n"
+         "print('held', flush=True)\ntime.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with compare.claimed(str(tmp_path), cell, 2) as ours:
+            assert ours is False
+        with compare.claimed(str(tmp_path), cell, 3) as ours:
+            assert ours is True  # the same cell at 3 layers is another cell: another file
+    finally:
+        holder.kill()
+        holder.wait()
+    with compare.claimed(str(tmp_path), cell, 2) as ours:  # killed: the kernel let it go
+        assert ours is True
+        with compare.claimed(str(tmp_path), cell, 2) as again:
+            assert again is False  # flock: a second open of the file is another claimant
+
+
+def test_processes_share_a_grid_cell_by_cell(tiny_config_dict, tmp_path, monkeypatch, capsys):
+    """Two processes given the same cells: the one that finds a cell claimed passes it by
+    (no training, no row, exit 0) and takes the next; once the claim is free the cell runs."""
+    argv, seen = first_pass_cells(tiny_config_dict, monkeypatch)
+    held, out, layers = seen[0]
+    ran = []
+
+    def fake(cell, *args):
+        ran.append(cell)
+        return {"best_valid_score": 0.1, "test_ndcg@5": 0.1}
+
+    monkeypatch.setattr(compare, "run_cell", fake)
+    capsys.readouterr()
+    with compare.claimed(out, held, layers) as ours:
+        assert ours
+        assert main(argv) == 0
+    assert ran == [cell for cell, _, _ in seen[1:]]
+    said = capsys.readouterr()
+    assert "another process is training it" in said.out + said.err
+    results = pd.read_csv(tmp_path / "results" / "results.csv", dtype={k: str for k in KEYS})
+    assert len(results) == 3
+    assert not ((results["mechanism"] == held.mechanism) & (results["seed"] == str(held.seed))).any()
+    assert main(argv) == 0 and ran[-1] == held  # the claim is free: it runs now
+    assert len(pd.read_csv(tmp_path / "results" / "results.csv")) == 4
+
+
+def test_a_cell_finished_elsewhere_meanwhile_is_not_trained_again(tiny_config_dict, tmp_path,
+                                                                   monkeypatch, capsys):
+    """The results are read again once a cell is claimed: a cell another process finished
+    after this one read them is not trained twice."""
+    import os
+    from dataclasses import asdict
+
+    argv, seen = first_pass_cells(tiny_config_dict, monkeypatch)
+    (first, out, _), (second, _, second_layers) = seen[0], seen[1]
+    ran = []
+
+    def meanwhile(cell, config_files, keys, out, layers):
+        ran.append(cell)
+        if cell == first:  # while it trains, another process ends the second cell
+            compare.append_result(os.path.join(out, "results.csv"),
+                                  {**asdict(second), "layers": second_layers, "best_valid_score": 0.2})
+        return {"best_valid_score": 0.1, "test_ndcg@5": 0.1}
+
+    monkeypatch.setattr(compare, "run_cell", meanwhile)
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert ran == [seen[0][0], seen[2][0], seen[3][0]]
+    said = capsys.readouterr()
+    assert "another process finished it meanwhile" in said.out + said.err
+    results = pd.read_csv(tmp_path / "results" / "results.csv", dtype={k: str for k in KEYS})
+    assert len(results) == 4 and not results.duplicated(KEYS).any()

@@ -6,7 +6,8 @@
 # From the repository root of a grid worktree (git worktree add /work/gridN main), with the
 # package installed:
 #   nohup docs/results/notebook.sh > /work/gridlogs/notebook.log 2>&1 &
-# The stages (a pair of processes, one per core, or one search over both cores):
+# The stages (a pair of processes, one per core, sharing one list of runs through compare's
+# claims, or one search over both cores):
 #   1. Table 2 on Beauty, SASRecAWR           table2.sh beauty 1 | 2
 #   2. the ML-1M backbone search              tune/tune.sh ml-1m
 #   3. Table 2 on ML-1M, SASRecAWR            table2.sh ml-1m 1 | 2

@@ -5,11 +5,14 @@
 # depth are reused, not trained again; the tables get a Table 3 from the rows.
 #   nohup docs/results/beauty-table2/table3.sh 1 value > table3-1.log 2>&1 &
 #   nohup docs/results/beauty-table2/table3.sh 2 value > table3-2.log 2>&1 &
-# Each process owns its (layers, seed) pairs, so no none run is trained twice.
+# Every process goes through the same (layers, seed) list, deepest first; compare trains a
+# run only where no other process holds its claim (compare.claimed), so the processes share
+# the list out as they go and no run is trained twice (the first argument only names the
+# process: any number).
 set -u
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 OUT=docs/results/beauty-table2
-process=${1:?process 1 or 2}
+process=${1:?a number naming this process: 1, 2, ...}
 . "$(dirname "$0")/../mechanisms.sh"
 mechanism=${2:?the mechanism Table 2 chose on validation: one of ${paper_mechanisms[*]}}
 config=$(tuned_config beauty SASRecAWR) || exit 2
@@ -17,16 +20,15 @@ if [[ " ${paper_mechanisms[*]} " != *" $mechanism "* ]]; then
   echo "table3.sh: mechanism must be one of ${paper_mechanisms[*]}, got $mechanism" >&2; exit 2
 fi
 tuned=$(sed -n 's/^n_layers: *\([0-9]*\).*/\1/p' "$config")
-# the (layers, seed) pairs besides the tuned depth, deepest first, each to the process with
-# less work so far (cost about proportional to the layers); both processes split alike
-load=(0 0 0); pairs=()
+# the (layers, seed) pairs besides the tuned depth, deepest (the longest runs) first, so that
+# the last runs to start are short ones and neither process idles long at the end
+case "$process" in
+  '' | *[!0-9]*) echo "table3.sh: the process is a number (1, 2, ...), got $process" >&2; exit 2 ;;
+esac
+pairs=()
 for layers in 4 3 2 1; do
   [ "$layers" = "$tuned" ] && continue
-  for seed in 1 2 3; do
-    owner=1; [ "${load[2]}" -lt "${load[1]}" ] && owner=2
-    load[$owner]=$(( load[owner] + layers ))
-    [ "$owner" = "$process" ] && pairs+=("$layers:$seed")
-  done
+  for seed in 1 2 3; do pairs+=("$layers:$seed"); done
 done
 for pair in "${pairs[@]}"; do
   python -m recbole_awrsr.compare --datasets beauty --models SASRecAWR --config "$config" --epochs=300 \
