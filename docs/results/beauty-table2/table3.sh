@@ -5,7 +5,7 @@
 # depth are reused, not trained again; the tables get a Table 3 from the rows.
 #   nohup docs/results/beauty-table2/table3.sh 1 value > table3-1.log 2>&1 &
 #   nohup docs/results/beauty-table2/table3.sh 2 value > table3-2.log 2>&1 &
-# Every process goes through the same (layers, seed) list, deepest first; compare trains a
+# Every process goes through the same (layers, seed) list, shallowest first; compare trains a
 # run only where no other process holds its claim (compare.claimed), so the processes share
 # the list out as they go and no run is trained twice (the first argument only names the
 # process: any number).
@@ -20,13 +20,14 @@ if [[ " ${paper_mechanisms[*]} " != *" $mechanism "* ]]; then
   echo "table3.sh: mechanism must be one of ${paper_mechanisms[*]}, got $mechanism" >&2; exit 2
 fi
 tuned=$(sed -n 's/^n_layers: *\([0-9]*\).*/\1/p' "$config")
-# the (layers, seed) pairs besides the tuned depth, deepest (the longest runs) first, so that
-# the last runs to start are short ones and neither process idles long at the end
+# the (layers, seed) pairs besides the tuned depth, shallowest (the shortest runs) first: runs
+# end, and their rows can be committed, as early as they can, and a session that ends while the
+# stage runs loses little (its unfinished runs start over on a new machine)
 case "$process" in
   '' | *[!0-9]*) echo "table3.sh: the process is a number (1, 2, ...), got $process" >&2; exit 2 ;;
 esac
 pairs=()
-for layers in 4 3 2 1; do
+for layers in 1 2 3 4; do
   [ "$layers" = "$tuned" ] && continue
   for seed in 1 2 3; do pairs+=("$layers:$seed"); done
 done
