@@ -276,16 +276,13 @@ def claimed(out, cell, layers):
     """
     path = claim_path(out, cell, layers)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "a") as handle:
+    with open(path, "a") as handle:  # closing it, as the block ends, drops the lock
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            ours = True
         except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            ours = False
+        yield ours
 
 
 def kept_history_path(out, cell, layers):
@@ -452,7 +449,7 @@ def compare(args, keys):
                                  "traceback": traceback.format_exc()})
                 progress.write(f"failed: {cell}: {type(error).__name__}: {error}")
                 continue
-            frame = append_result(results_path, {**asdict(cell), "layers": layers, **row})
+            append_result(results_path, {**asdict(cell), "layers": layers, **row})
     progress.close()
     frame = read_results(results_path)  # with the rows other processes added
     failures_path = os.path.join(out, "failures.txt")
