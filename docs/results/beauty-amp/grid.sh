@@ -4,7 +4,10 @@
 # stopping (epochs 300), in float32 and with bfloat16 autocast (enable_amp): epochs, wall
 # seconds, best validation and test NDCG@10 of the two precisions, same seed and settings, side
 # by side. The float32 run is also a rerun of beauty-table2's simple V2 seed 1 (session 11, on
-# an AMD EPYC): on a CPU of the same model its numbers should be that row's. none is not run
+# an AMD EPYC): on a CPU of the same model its numbers are that row's (session 13: its history
+# equalled that run's bit for bit for 22 epochs, and it was stopped there, so that the core went
+# to the grid; the float32 reference is then Table 2's row, its seconds from another load).
+# none is not run
 # (--skip-none; Table 2 has it). Resumes from results.csv. From the repository root, Beauty
 # converted, one process per precision:
 #   nohup docs/results/beauty-amp/grid.sh fp32 > beauty-fp32.log 2>&1 &
