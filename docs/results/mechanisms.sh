@@ -14,6 +14,8 @@ declare -A variant=([none]="" [simple]="$V2" [value]="" [additive]="$V2" [smooth
 # the paper's SASRecAWR mechanisms, among which Table 2 on Beauty chooses the one that Table 3
 # takes further (smooth is the control, none the baseline, stochastic STOSAAWR's alone)
 paper_mechanisms=(simple value additive)
+# paper_mechanism NAME: whether NAME is one of them (Table 3 takes one)
+paper_mechanism() { [[ " ${paper_mechanisms[*]} " == *" $1 "* ]]; }
 
 # raw_data DATASET: the raw file or folder in ../shared/data that the dataset's converter reads
 raw_data() {

@@ -16,7 +16,7 @@ process=${1:?a number naming this process: 1, 2, ...}
 . "$(dirname "$0")/../mechanisms.sh"
 mechanism=${2:?the mechanism Table 2 chose on validation: one of ${paper_mechanisms[*]}}
 config=$(tuned_config beauty SASRecAWR) || exit 2
-if [[ " ${paper_mechanisms[*]} " != *" $mechanism "* ]]; then
+if ! paper_mechanism "$mechanism"; then
   echo "table3.sh: mechanism must be one of ${paper_mechanisms[*]}, got $mechanism" >&2; exit 2
 fi
 tuned=$(sed -n 's/^n_layers: *\([0-9]*\).*/\1/p' "$config")

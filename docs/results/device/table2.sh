@@ -24,7 +24,7 @@ mechanisms="none value simple additive smooth"
 [ "$model" = STOSAAWR ] && mechanisms="none stochastic value simple additive"
 if [ -n "${LAYERS:-}" ]; then
   mechanism=${MECHANISM:?with LAYERS, MECHANISM names the mechanism of Table 3: one of ${paper_mechanisms[*]}}
-  if [[ "$model" != SASRecAWR || " ${paper_mechanisms[*]} " != *" $mechanism "* ]]; then
+  if [ "$model" != SASRecAWR ] || ! paper_mechanism "$mechanism"; then
     echo "table2.sh: Table 3 is SASRecAWR with one of ${paper_mechanisms[*]}, got $model $mechanism" >&2
     exit 2
   fi
