@@ -30,6 +30,7 @@ SUBCOMMANDS = {
     "report": "recbole_awrsr.report",
     "analysis": "recbole_awrsr.analysis.__main__",
     "recommend": "recbole_awrsr.recommend",
+    "park": "recbole_awrsr.parking",
 }
 #: the data tools' own subcommands, accepted at the top level too (``recbole-awrsr convert ...``)
 DATA_COMMANDS = ("convert", "download", "stats")

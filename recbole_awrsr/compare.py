@@ -40,6 +40,7 @@ from tqdm import tqdm
 import recbole_awrsr
 from recbole_awrsr import cli
 from recbole_awrsr import model as plugin_models
+from recbole_awrsr import parking
 from recbole_awrsr.cli import config_pairs
 from recbole_awrsr.config import Config, _parse_value
 from recbole_awrsr.errors import ConfigurationError
@@ -165,10 +166,17 @@ def run_cell(cell, config_files, keys, out, layers=None):
     killed continues from its last finished epoch when the comparison runs again, with
     the numbers an uninterrupted run gives. ``seconds`` counts every process's training
     time; ``resumed_epoch`` says where the last process took over (empty: it ran through).
+    A run parked in ``out/parked/`` (:mod:`~recbole_awrsr.parking`: from another machine)
+    continues from there where it is further on than the checkpoints folder.
     """
     began = time.monotonic()
+    checkpoint_file = checkpoint_path(out, cell, layers)
+    epoch = parking.unpark(checkpoint_file)
+    if epoch is not None:
+        print(f"unparked {parking.parked_path(checkpoint_file)}: resuming after epoch {epoch}",
+              file=sys.stderr)
     result, built = run(cell.model, cell.dataset, config_files, cell_config(cell, keys, out),
-                        saved=True, checkpoint_file=checkpoint_path(out, cell, layers))
+                        saved=True, checkpoint_file=checkpoint_file)
     trainer = built.trainer
     seconds = time.monotonic() - began + trainer.elapsed_before
     # checkpoints of finished cells are not needed again; the CSV holds the numbers
@@ -425,6 +433,8 @@ def compare(args, keys):
         layers = configured_layers(cell, config_files, keys, out)
         if cell_key(cell, layers) not in done:
             todo.append((cell, layers))
+        else:  # its row may have come from elsewhere (another machine, a device)
+            parking.finished(checkpoint_path(out, cell, layers))
     print(f"{len(cells)} cells, {len(cells) - len(todo)} already in {results_path}, "
           f"{len(todo)} to run", file=sys.stderr)
     failures = []
@@ -450,6 +460,7 @@ def compare(args, keys):
                 progress.write(f"failed: {cell}: {type(error).__name__}: {error}")
                 continue
             append_result(results_path, {**asdict(cell), "layers": layers, **row})
+            parking.finished(checkpoint_path(out, cell, layers))
     progress.close()
     frame = read_results(results_path)  # with the rows other processes added
     failures_path = os.path.join(out, "failures.txt")

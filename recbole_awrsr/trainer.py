@@ -17,6 +17,7 @@ from recbole.utils import set_color
 from recbole_awrsr.collector import TopkCollector
 from recbole_awrsr.compat import load_checkpoint
 from recbole_awrsr.errors import CheckpointError
+from recbole_awrsr.files import atomic_path
 from recbole_awrsr.history import (
     GradientNormMeter,
     TrainingHistory,
@@ -234,9 +235,8 @@ class PluginTrainerMixin:
             "optimizer": self.optimizer.state_dict(),
             "random": random_states(self._loaders),
         }
-        temporary = f"{path}.tmp{os.getpid()}"
-        torch.save(state, temporary)
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            torch.save(state, temporary)
 
     def resume_last_state(self):
         """Continue from the state a resumable run left beside ``saved_model_file``.
@@ -356,7 +356,7 @@ class PluginTrainerMixin:
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
             return None
         path = kwargs.pop("saved_model_file", self.saved_model_file)
-        torch.save({
+        checkpoint = {
             "config": self.config,
             "epoch": epoch,
             "cur_step": self.cur_step,
@@ -364,7 +364,11 @@ class PluginTrainerMixin:
             "state_dict": self.model.state_dict(),
             "other_parameter": saved_other_parameters(self.model),
             "optimizer": self.optimizer.state_dict(),
-        }, path)
+        }
+        # atomically: a reader (the best epoch's evaluation, parking a running grid) never
+        # sees half a checkpoint
+        with atomic_path(path) as temporary:
+            torch.save(checkpoint, temporary)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {path}")
         return None

@@ -14,7 +14,7 @@ ROOT = REPO_ROOT / PACKAGE
 RUNTIME = ("recbole_awrsr.model", "recbole_awrsr.trainer", "recbole_awrsr.collector", "recbole_awrsr.history",
            "recbole_awrsr.data")
 #: tools built on the runtime: reports, search, comparison, converters
-TOOLS = ("recbole_awrsr.analysis", "recbole_awrsr.tune", "recbole_awrsr.compare",
+TOOLS = ("recbole_awrsr.analysis", "recbole_awrsr.tune", "recbole_awrsr.compare", "recbole_awrsr.parking",
          "recbole_awrsr.datatools", "recbole_awrsr.cli")
 
 

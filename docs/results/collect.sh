@@ -4,10 +4,20 @@
 # best_result.json), then rewrite the tables and docs/results.md from the CSVs
 # (recbole-awrsr report). Checkpoints, Ray's state and logs stay where they are.
 #   docs/results/collect.sh /work/grid6
+#   docs/results/collect.sh --park /work/grid6    # before a session ends: unfinished runs too
+# --park first bundles every unfinished run of the worktree's grids into their parked/ folders
+# (recbole-awrsr park: its state, best weights and history, several MB a run), and the
+# parked runs are copied like the rows, so that the next session continues them on whatever
+# machine it gets. A parked run that the worktree had and compare has removed (its row is
+# written) is removed here too.
 # A results.csv here with a run (its key columns) that the worktree's lacks is not overwritten
 # (the worktree is older than this checkout, or another grid wrote here): the runs are named.
 set -eu
-from=${1:?the grid worktree, e.g. /work/grid6}/docs/results
+park=
+if [ "${1:-}" = --park ]; then park=1; shift; fi
+worktree=${1:?the grid worktree, e.g. /work/grid6}
+worktree=$(cd "$worktree" 2>/dev/null && pwd) || { echo "collect.sh: ${1} is not a folder" >&2; exit 2; }
+from=$worktree/docs/results
 cd "$(dirname "$0")/../.."
 [ -d "$from" ] || { echo "collect.sh: $from is not a folder" >&2; exit 2; }
 # python -c "$lacks" SOURCE TARGET: fails, naming them, when TARGET has runs SOURCE lacks
@@ -20,6 +30,11 @@ for key in sorted(keys(target) - keys(source)):
     print(f"collect.sh: {sys.argv[2]} has a run that {sys.argv[1]} lacks: {key}", file=sys.stderr)
 sys.exit(bool(keys(target) - keys(source)))
 '
+if [ -n "$park" ]; then
+  grids=$(find "$from" -mindepth 2 -maxdepth 2 -name checkpoints -type d -printf '%h\n' | sort)
+  # shellcheck disable=SC2086 # one grid folder per word (no spaces in them)
+  [ -z "$grids" ] || recbole-awrsr park $grids
+fi
 copied=0
 while IFS= read -r -d '' source; do
   target=docs/results/${source#"$from"/}
@@ -37,7 +52,17 @@ while IFS= read -r -d '' source; do
   copied=$((copied + 1))
 done < <(find "$from" \( -name checkpoints -o -name ray -o -name logs \) -prune -o -type f \
            \( -name results.csv -o -name trials.csv -o -name best.yaml -o -name search.json \
-              -o -name best_result.json -o -path '*/per_user/*' -o -path '*/history/*' \) -print0)
-echo "collect.sh: $copied files from $from"
+              -o -name best_result.json -o -path '*/per_user/*' -o -path '*/history/*' \
+              -o -path '*/parked/*.pth' \) -print0)
+# parked runs that ended in the worktree: it had them at its commit, and has them no more
+removed=0
+for parked in docs/results/*/parked/*.pth; do
+  [ -e "$parked" ] || continue
+  if [ ! -e "$worktree/$parked" ] && git -C "$worktree" cat-file -e "HEAD:$parked" 2>/dev/null; then
+    rm "$parked"
+    removed=$((removed + 1))
+  fi
+done
+echo "collect.sh: $copied files from $from, $removed parked runs that ended there removed"
 recbole-awrsr report
 git status --short docs/results
