@@ -9,7 +9,15 @@ cell, where it is further on than what the checkpoints folder holds, and removes
 the cell's row is written; the run then gives the row an uninterrupted run gives (on the
 same processor model; on another one it is a replicate, as any seed is).
 
-The bundle is the resumable state itself (``config``, ``state_dict``, optimizer, counters,
+A search of ``tune`` parks the same way: once it is stopped (Ctrl+C or SIGINT/SIGUSR1 to its
+driver, which writes ``trials.csv`` with every trial's status and exits 2), ``park`` packs
+Ray's experiment folder (``<out>/ray/search``: its saved state, every trial's reports, and
+the last checkpoint of each unfinished trial; ended trials' checkpoints are never read
+again and stay out) into ``<out>/parked/search.tar.gz``; ``tune`` unpacks it where the
+folder is missing, continues the search from it (Ray's ``Tuner.restore``) and removes it
+once the search has chosen.
+
+The bundle of a run is the resumable state itself (``config``, ``state_dict``, optimizer, counters,
 random states) plus two keys: ``parked_best`` (the best checkpoint without its optimizer:
 only its weights are read again) and ``parked_history`` (the history CSV's text), so the
 safe checkpoint loader reads it like any checkpoint.
@@ -18,20 +26,25 @@ safe checkpoint loader reads it like any checkpoint.
 import argparse
 import glob
 import os
+import tarfile
 import time
 
+import pandas as pd
 import torch
 
 from recbole_awrsr.compat import load_checkpoint
 from recbole_awrsr.errors import CheckpointError
 from recbole_awrsr.files import atomic_path, write_text
 from recbole_awrsr.history import history_path
+from recbole_awrsr.tables import ENDED
 from recbole_awrsr.trainer import LAST_STATE_SUFFIX, last_state_path
 
 #: a grid's folder of parked runs (tracked), beside its ignored ``checkpoints/``
 PARKED_FOLDER = "parked"
 #: reading a running process's files: how often, and how long to wait between tries
 READ_TRIES, READ_WAIT_S = 5, 2.0
+#: a stopped search's Ray experiment folder, packed (in ``<out>/parked/``)
+SEARCH_BUNDLE = "search.tar.gz"
 
 
 def parked_path(checkpoint_file):
@@ -138,17 +151,81 @@ def finished(checkpoint_file):
         os.remove(source)
 
 
+def search_folders(out):
+    """(Ray's experiment folder of the search in ``out``, its packed bundle)."""
+    out = os.fspath(out)
+    return os.path.join(out, "ray", "search"), os.path.join(out, PARKED_FOLDER, SEARCH_BUNDLE)
+
+
+def park_search(out):
+    """Pack the stopped search of ``out`` (a ``tune --out`` folder) into its bundle; returns
+    the bundle's path.
+
+    Raises CheckpointError when the search is not stopped: its ``trials.csv`` (written as
+    the driver stops) must be newer than every state Ray saved, and name unfinished trials.
+    """
+    experiment, bundle = search_folders(out)
+    trials_file = os.path.join(os.fspath(out), "trials.csv")
+    states = glob.glob(os.path.join(experiment, "experiment_state-*.json"))
+    if not states:
+        raise CheckpointError(f"{experiment} holds no saved Ray search to park")
+    if not os.path.isfile(trials_file) or os.path.getmtime(trials_file) < max(map(os.path.getmtime, states)):
+        raise CheckpointError(f"the search in {out} is running (its trials.csv is older than "
+                              f"Ray's state): stop it first (Ctrl+C, or kill -INT its driver: "
+                              f"it writes trials.csv and exits 2), then park it")
+    trials = pd.read_csv(trials_file, dtype={"trial_id": str})
+    if trials["status"].isin(ENDED).all():
+        raise CheckpointError(f"the search in {out} has ended (every trial in {trials_file} "
+                              f"has): nothing to park; the same tune command chooses from it")
+    ended = tuple(f"train_trial_{trial}_" for trial in trials.loc[trials["status"].isin(ENDED), "trial_id"])
+
+    def kept(member):
+        parts = member.name.split("/")
+        # search/<trial folder>/checkpoint_NNNNNN/...: an ended trial's is never read again
+        if len(parts) > 2 and parts[1].startswith(ended) and parts[2].startswith("checkpoint_"):
+            return None
+        return member
+
+    with atomic_path(bundle) as temporary:
+        with tarfile.open(temporary, "w:gz") as packed:
+            packed.add(experiment, arcname="search", filter=kept)
+    return bundle
+
+
+def unpark_search(out):
+    """Unpack the parked search of ``out`` where Ray's experiment folder is missing; returns
+    whether it did."""
+    experiment, bundle = search_folders(out)
+    if os.path.exists(experiment) or not os.path.isfile(bundle):
+        return False
+    with tarfile.open(bundle) as packed:
+        packed.extractall(os.path.dirname(experiment), filter="data")
+    return True
+
+
+def search_finished(out):
+    """The search of ``out`` has chosen: its parked bundle, if any, is not needed again."""
+    bundle = search_folders(out)[1]
+    if os.path.isfile(bundle):
+        os.remove(bundle)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="recbole-awrsr park",
-        description="Bundle the unfinished runs of compare output folders into their parked/ "
-        "folders (to commit), so that compare continues them on another machine.")
-    parser.add_argument("grids", nargs="+", help="compare output folders (--out)")
+        description="Bundle the unfinished runs of compare output folders, or a stopped tune "
+        "search, into their parked/ folders (to commit), so that compare or tune continues "
+        "them on another machine.")
+    parser.add_argument("grids", nargs="+", help="compare or tune output folders (--out)")
     args = parser.parse_args(argv)
     for grid in args.grids:
         if not os.path.isdir(grid):
-            parser.error(f"{grid} is not a folder (a compare --out folder was expected)")
+            parser.error(f"{grid} is not a folder (a compare or tune --out folder was expected)")
     for grid in args.grids:
+        if os.path.isdir(search_folders(grid)[0]):
+            bundle = park_search(grid)
+            print(f"parked {bundle} ({os.path.getsize(bundle) / 1e6:.1f} MB)")
+            continue
         runs = park(grid)
         for target, epoch in runs:
             print(f"parked {target} (state after epoch {epoch}, {os.path.getsize(target) / 1e6:.1f} MB)")

@@ -12,7 +12,8 @@ configuration, accepted by ``--config_files``) and ``best_result.json`` (that
 configuration trained and tested once more, in the driver).
 
 A search resumes: the same command with the same ``--out`` continues an interrupted
-search (Ray's ``Tuner.restore``), each unfinished trial from its last reported epoch;
+search (Ray's ``Tuner.restore``), each unfinished trial from its last reported epoch, also
+on another machine from the search ``recbole-awrsr park`` packed (:mod:`~recbole_awrsr.parking`);
 ``search.json`` there records what the search is, and another search is refused. An
 interrupted search (Ctrl+C, SIGUSR1) writes ``trials.csv`` with each trial's Ray status
 (``PENDING``, ``RUNNING``, ... for the unfinished ones) and stops there, with exit
@@ -34,7 +35,7 @@ import torch
 import yaml
 from recbole.config import Config as RecBoleConfig
 
-from recbole_awrsr import cli
+from recbole_awrsr import cli, parking
 from recbole_awrsr.cli import config_pairs
 from recbole_awrsr.config import Config, _parse_value
 from recbole_awrsr.errors import ConfigurationError, SearchError
@@ -342,6 +343,8 @@ def tune_model(args, fixed):
                                         {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
         space = search_space(params, grid=args.search == "grid")
         experiment = os.path.join(out, "ray", "search")
+        if parking.unpark_search(out):
+            print(f"unpacked the parked search {parking.search_folders(out)[1]}", file=sys.stderr)
         if tune.Tuner.can_restore(experiment):
             # an interrupted search: finished trials stay, unfinished ones continue from
             # their last reported epoch (ASHA's rungs hold what is reported from here on)
@@ -399,6 +402,7 @@ def tune_model(args, fixed):
                f"--config_files={os.path.join(args.out, 'best.yaml')}")
     write_text(best_path, best_yaml_text(study, load_config_files(config_files),
                                                 best_params, command))
+    parking.search_finished(out)
     summary.update(best_trial=best_row["trial_id"], best_valid_score=float(best_row["valid_score"]),
                    best_params=best_params, best_yaml=best_path)
     if args.test_best:

@@ -2,9 +2,15 @@
 machine (here: a copy of the grid without its checkpoints folder) with the row an
 uninterrupted run gets."""
 
+import glob
 import io
 import os
 import shutil
+import signal
+import tarfile
+import threading
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -18,6 +24,7 @@ from recbole_awrsr.errors import CheckpointError
 from recbole_awrsr.history import history_path
 from recbole_awrsr.trainer import last_state_path
 from test_resume import kill_at
+from test_tune import ray_home  # noqa: F401 (a fixture)
 
 
 def grid_argv(tiny_config_dict, out, epochs=4):
@@ -135,3 +142,91 @@ def test_park_refuses_what_is_not_a_grid(tmp_path, capsys):
     assert "nowhere is not a folder" in capsys.readouterr().err
     assert parking.main([str(tmp_path)]) == 0
     assert "no unfinished runs" in capsys.readouterr().out
+
+
+def test_a_parked_search_continues_on_another_machine(tiny_config_dict, tmp_path, monkeypatch, capsys,
+                                                      ray_home):
+    """A search stopped while its second trial trains, parked, and continued from a copy of its
+    committed files (no Ray folder, no checkpoints): the ended trial is not trained again, the
+    stopped one goes on from its reports, and the search chooses as an uninterrupted one."""
+    import ray
+
+    from recbole_awrsr.cli import main as cli_main
+
+    monkeypatch.setenv("HOME", str(ray_home))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "heads.hyper").write_text("n_heads choice [1, 2]\n")
+    shutil.copytree(Path(tiny_config_dict["data_path"]) / "tiny", tmp_path / "dataset_atomic" / "tiny")
+    fixed = {key: value for key, value in tiny_config_dict.items()
+             if key not in ("checkpoint_dir", "n_heads", "data_path")}
+    fixed.update(epochs=12, stopping_step=100)
+
+    def argv(out):
+        return (["tune", "--model=SASRecAWR", "--dataset=tiny", "--params_file=heads.hyper",
+                 "--search", "grid", "--num-samples", "1", "--num-cpus", "1", "--scheduler", "fifo",
+                 "--out", out, "--no-test"] + [f"--{key}={value}" for key, value in fixed.items()])
+
+    def stop_in_second_trial():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            progress = sorted(glob.glob(str(tmp_path / "cut" / "ray" / "search" / "*" / "progress.csv")))
+            if len(progress) == 2 and len(Path(progress[1]).read_text().splitlines()) >= 3:
+                os.kill(os.getpid(), signal.SIGUSR1)
+                return
+            time.sleep(0.05)
+
+    try:
+        with pytest.raises(CheckpointError, match="no saved Ray search"):
+            parking.park_search(tmp_path / "nowhere")
+        stopper = threading.Thread(target=stop_in_second_trial, daemon=True)
+        stopper.start()
+        assert cli_main(argv("cut")) == 2
+        stopper.join()
+        cut = pd.read_csv(tmp_path / "cut" / "trials.csv")
+        # the second trial stopped after some reports (Ray saves it as PENDING or RUNNING)
+        assert cut.loc[0, "status"] == "TERMINATED"
+        assert cut.loc[1, "status"] in {"RUNNING", "PENDING", "PAUSED"}
+        # Ray saving its state after trials.csv was written: the search is running
+        [state] = sorted(glob.glob(str(tmp_path / "cut" / "ray" / "search" / "experiment_state-*.json")))[-1:]
+        written = os.path.getmtime(tmp_path / "cut" / "trials.csv")
+        os.utime(state, (written + 5, written + 5))
+        with pytest.raises(CheckpointError, match="is running .* stop it first"):
+            parking.park_search(tmp_path / "cut")
+        os.utime(state, (written - 5, written - 5))
+        capsys.readouterr()
+        assert cli_main(["park", "cut"]) == 0
+        bundle = tmp_path / "cut" / "parked" / parking.SEARCH_BUNDLE
+        assert f"parked cut/parked/{parking.SEARCH_BUNDLE}" in capsys.readouterr().out
+        with tarfile.open(bundle) as packed:
+            names = packed.getnames()
+        ended, stopped = (sorted({n.split("/")[1] for n in names if n.count("/") >= 1
+                                  and n.split("/")[1].startswith("train_trial_")}))
+        assert not [n for n in names if n.startswith(f"search/{ended}/checkpoint_")]
+        assert [n for n in names if n.startswith(f"search/{stopped}/checkpoint_")]
+        earlier = pd.read_csv(tmp_path / "cut" / "ray" / "search" / stopped / "progress.csv")
+        ended_reports = (tmp_path / "cut" / "ray" / "search" / ended / "progress.csv").read_text()
+
+        # another machine: only what is committed (no ray/, no checkpoints/)
+        shutil.copytree(tmp_path / "cut", tmp_path / "moved",
+                        ignore=shutil.ignore_patterns("ray", "checkpoints"))
+        assert cli_main(argv("moved")) == 0
+        assert "unpacked the parked search" in capsys.readouterr().err
+    finally:
+        ray.shutdown()
+    trials = pd.read_csv(tmp_path / "moved" / "trials.csv")
+    assert list(trials["status"]) == ["TERMINATED", "TERMINATED"]
+    assert list(trials["epochs_reported"]) == [12, 12]
+    # the ended trial's reports are the first machine's; the stopped one kept its early reports
+    first_trial = cut.loc[0, "trial_id"]
+    assert (trials.set_index("trial_id").loc[first_trial, "valid_score"]
+            == cut.set_index("trial_id").loc[first_trial, "valid_score"])
+    assert (tmp_path / "moved" / "ray" / "search" / ended / "progress.csv").read_text() == ended_reports
+    resumed = pd.read_csv(tmp_path / "moved" / "ray" / "search" / stopped / "progress.csv")
+    first = earlier.iloc[0]
+    assert resumed.iloc[0]["timestamp"] == first["timestamp"] and resumed.iloc[0]["epoch"] == first["epoch"]
+    assert not (tmp_path / "moved" / "parked" / parking.SEARCH_BUNDLE).exists()
+    assert (tmp_path / "moved" / "best.yaml").exists()
+    with pytest.raises(CheckpointError, match="has ended"):  # nothing left to carry over
+        parking.park_search(tmp_path / "moved")

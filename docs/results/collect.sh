@@ -6,7 +6,8 @@
 #   docs/results/collect.sh /work/grid6
 #   docs/results/collect.sh --park /work/grid6    # before a session ends: unfinished runs too
 # --park first bundles every unfinished run of the worktree's grids into their parked/ folders
-# (recbole-awrsr park: its state, best weights and history, several MB a run), and the
+# (recbole-awrsr park: its state, best weights and history, several MB a run) and packs
+# every stopped search with unfinished trials (stop it first: kill -INT its driver), and the
 # parked runs are copied like the rows, so that the next session continues them on whatever
 # machine it gets. A parked run that the worktree had and compare has removed (its row is
 # written) is removed here too.
@@ -34,6 +35,11 @@ if [ -n "$park" ]; then
   grids=$(find "$from" -mindepth 2 -maxdepth 2 -name checkpoints -type d -printf '%h\n' | sort)
   # shellcheck disable=SC2086 # one grid folder per word (no spaces in them)
   [ -z "$grids" ] || recbole-awrsr park $grids
+  # searches: only a stopped one with unfinished trials is parked (park says why not otherwise)
+  for search in "$from"/tune/*/ray/search; do
+    [ -d "$search" ] || continue
+    recbole-awrsr park "${search%/ray/search}" || echo "collect.sh: ${search%/ray/search} not parked" >&2
+  done
 fi
 copied=0
 while IFS= read -r -d '' source; do
@@ -53,16 +59,15 @@ while IFS= read -r -d '' source; do
 done < <(find "$from" \( -name checkpoints -o -name ray -o -name logs \) -prune -o -type f \
            \( -name results.csv -o -name trials.csv -o -name best.yaml -o -name search.json \
               -o -name best_result.json -o -path '*/per_user/*' -o -path '*/history/*' \
-              -o -path '*/parked/*.pth' \) -print0)
+              -o -path '*/parked/*' \) -print0)
 # parked runs that ended in the worktree: it had them at its commit, and has them no more
 removed=0
-for parked in docs/results/*/parked/*.pth; do
-  [ -e "$parked" ] || continue
+while IFS= read -r -d '' parked; do
   if [ ! -e "$worktree/$parked" ] && git -C "$worktree" cat-file -e "HEAD:$parked" 2>/dev/null; then
     rm "$parked"
     removed=$((removed + 1))
   fi
-done
+done < <(find docs/results -path '*/parked/*' -type f -print0)
 echo "collect.sh: $copied files from $from, $removed parked runs that ended there removed"
 recbole-awrsr report
 git status --short docs/results

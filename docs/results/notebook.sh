@@ -2,7 +2,8 @@
 # Issue 14's converged comparison, every stage still to run, in the order below, as one
 # command that any session starts in the background and that picks up where the last one
 # stopped (each stage skips what its CSV or best.yaml already holds; an unfinished run goes
-# on from its last epoch where this machine still has its checkpoints/*.last.pth).
+# on from its last epoch, from this machine's checkpoints/*.last.pth or from its parked
+# bundle, and a stopped search from its parked Ray state).
 # From the repository root of a grid worktree (git worktree add /work/gridN main), with the
 # package installed:
 #   nohup docs/results/notebook.sh > /work/gridlogs/notebook.log 2>&1 &
@@ -16,17 +17,15 @@
 #   6. Table 3 on Beauty (layers 1-4)         beauty-table2/table3.sh 1 | 2 MECHANISM, with the
 #      mechanism of Table 2 on Beauty that leads on mean validation NDCG@10 (test not read;
 #      one of paper_mechanisms in mechanisms.sh: smooth is the control)
-# They run in the order 1 6 4 2 3 5 (since session 13): the stages whose runs end within a
-# session first. Sessions 11 and 13 started on new machines, where the unfinished runs' states
-# (checkpoints/, Ray's state) were gone, so a run or search that does not end within one
-# session may never end. A Beauty SASRecAWR run takes about an hour on a core (Table 3's too);
-# an ML-1M run 2.5-3 h (about 100 epochs of 80-95 s at the plugin's defaults, beside another
-# run) and ML-1M's search about 8 core-hours; a STOSAAWR epoch on Beauty took 41 s of training
-# and 16-24 s of validation at its defaults (1 layer, hidden 64, n 50; session 13, beside two
-# runs), so its search (16 trials, up to n 200, 3 layers, hidden 128) is an estimated several
-# sessions of two cores. Stages 4, 2, 3 and 5 come after 1 and 6; on two cores they end only on
-# a machine that stays from one session to the next, or in a GPU session (docs/results/README.md,
-# "On a device").
+# They run in the issue's order, 1 2 3 4 5 6 (again since session 14; sessions 13-14 ran
+# 1 6 4 2 3 5, the stages whose runs end within a session first, while a run or search that
+# outlasted a session was lost with its machine). Since session 14 nothing is lost at a
+# session's end: docs/results/stop.sh, then collect.sh --park in main, commit the unfinished
+# runs' states and the stopped searches (recbole_awrsr/parking.py), and compare and tune here
+# continue them, on whatever machine the next session gets. Measured: a Beauty SASRecAWR run
+# takes about an hour on a core; an ML-1M run 2.5-3 h (about 100 epochs of 80-95 s at the
+# plugin's defaults, beside another run) and ML-1M's search about 8 core-hours; a STOSAAWR
+# epoch on Beauty 41 s of training and 16-24 s of validation at its defaults (session 13).
 # NOTEBOOK_STAGES="3 4" runs only those stages, in that order. Each stage's processes log to
 # $LOGS/<stage>-<process>.log (LOGS: /work/gridlogs by default). A stage that fails is
 # reported and the next one starts; its rows are retried on the next start. Then, in the
@@ -39,7 +38,7 @@ LOGS=${LOGS:-/work/gridlogs}
 mkdir -p "$LOGS"
 here=docs/results
 . $here/mechanisms.sh
-stages=${NOTEBOOK_STAGES:-1 6 4 2 3 5}
+stages=${NOTEBOOK_STAGES:-1 2 3 4 5 6}
 
 say() { echo "== $(date '+%F %T') $*"; }
 
