@@ -12,8 +12,8 @@ same processor model; on another one it is a replicate, as any seed is).
 A search of ``tune`` parks the same way: once it is stopped (Ctrl+C or SIGINT/SIGUSR1 to its
 driver, which writes ``trials.csv`` with every trial's status and exits 2), ``park`` packs
 Ray's experiment folder (``<out>/ray/search``: its saved state, every trial's reports, and
-the last checkpoint of each unfinished trial; ended trials' checkpoints are never read
-again and stay out) into ``<out>/parked/search.tar.gz``; ``tune`` unpacks it where the
+the last checkpoint of each unfinished trial, its best weights without their optimizer;
+ended trials' checkpoints are never read again and stay out) into ``<out>/parked/search.tar.gz``; ``tune`` unpacks it where the
 folder is missing, continues the search from it (Ray's ``Tuner.restore``) and removes it
 once the search has chosen.
 
@@ -25,6 +25,7 @@ safe checkpoint loader reads it like any checkpoint.
 
 import argparse
 import glob
+import io
 import os
 import tarfile
 import time
@@ -179,17 +180,38 @@ def park_search(out):
                               f"has): nothing to park; the same tune command chooses from it")
     ended = tuple(f"train_trial_{trial}_" for trial in trials.loc[trials["status"].isin(ENDED), "trial_id"])
 
-    def kept(member):
-        parts = member.name.split("/")
-        # search/<trial folder>/checkpoint_NNNNNN/...: an ended trial's is never read again
-        if len(parts) > 2 and parts[1].startswith(ended) and parts[2].startswith("checkpoint_"):
-            return None
-        return member
-
     with atomic_path(bundle) as temporary:
         with tarfile.open(temporary, "w:gz") as packed:
-            packed.add(experiment, arcname="search", filter=kept)
+            for path in sorted(_files(experiment)):
+                name = "search/" + os.path.relpath(path, experiment).replace(os.sep, "/")
+                parts = name.split("/")
+                in_checkpoint = len(parts) > 3 and parts[2].startswith("checkpoint_")
+                if in_checkpoint and parts[1].startswith(ended):
+                    continue  # an ended trial's checkpoint is never read again
+                if in_checkpoint and name.endswith(".pth") and not name.endswith(LAST_STATE_SUFFIX):
+                    _add_weights_only(packed, path, name)
+                else:
+                    packed.add(path, arcname=name, recursive=False)
     return bundle
+
+
+def _files(folder):
+    for root, _, names in os.walk(folder):
+        for name in names:
+            yield os.path.join(root, name)
+
+
+def _add_weights_only(packed, path, name):
+    """Add a best checkpoint to ``packed`` without its optimizer (only its weights are read
+    again: the optimizer goes on from the last state)."""
+    checkpoint = load_checkpoint(path)
+    checkpoint.pop("optimizer", None)
+    data = io.BytesIO()
+    torch.save(checkpoint, data)
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = data.tell(), int(os.path.getmtime(path)), 0o644
+    data.seek(0)
+    packed.addfile(info, data)
 
 
 def unpark_search(out):

@@ -204,7 +204,13 @@ def test_a_parked_search_continues_on_another_machine(tiny_config_dict, tmp_path
         ended, stopped = (sorted({n.split("/")[1] for n in names if n.count("/") >= 1
                                   and n.split("/")[1].startswith("train_trial_")}))
         assert not [n for n in names if n.startswith(f"search/{ended}/checkpoint_")]
-        assert [n for n in names if n.startswith(f"search/{stopped}/checkpoint_")]
+        best_names = [n for n in names if n.startswith(f"search/{stopped}/checkpoint_")
+                      and n.endswith("/model.pth")]
+        assert best_names
+        with tarfile.open(bundle) as packed:  # best weights without their optimizer
+            for name in best_names:
+                packed_best = torch.load(io.BytesIO(packed.extractfile(name).read()), weights_only=False)
+                assert "optimizer" not in packed_best and packed_best["state_dict"]
         earlier = pd.read_csv(tmp_path / "cut" / "ray" / "search" / stopped / "progress.csv")
         ended_reports = (tmp_path / "cut" / "ray" / "search" / ended / "progress.csv").read_text()
 
