@@ -6,6 +6,7 @@ directory pytest was started from.
 """
 
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,37 @@ def tiny_root(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _isolated_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def ray_home(tmp_path_factory):
+    """One HOME for every Ray start of the session: Ray >= 2.5x writes an auth token to
+    ~/.ray and keeps using it in the process, so a later start under another HOME finds
+    no token and its GCS server never comes up."""
+    return tmp_path_factory.mktemp("ray_home")
+
+
+@pytest.fixture
+def heads_search(tiny_config_dict, tmp_path, monkeypatch, ray_home):
+    """``argv(out, epochs)``: the ``tune`` command of a two-trial grid search (``n_heads`` 1
+    and 2, one trial at a time, no ASHA) on the tiny dataset, run from ``tmp_path`` with
+    Ray's files kept there."""
+    monkeypatch.setenv("HOME", str(ray_home))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "heads.hyper").write_text("n_heads choice [1, 2]\n")
+    shutil.copytree(Path(tiny_config_dict["data_path"]) / "tiny", tmp_path / "dataset_atomic" / "tiny")
+    fixed = {key: value for key, value in tiny_config_dict.items()
+             if key not in ("checkpoint_dir", "n_heads", "data_path")}
+
+    def argv(out, epochs):
+        keys = {**fixed, "epochs": epochs, "stopping_step": 100}
+        return (["tune", "--model=SASRecAWR", "--dataset=tiny", "--params_file=heads.hyper",
+                 "--search", "grid", "--num-samples", "1", "--num-cpus", "1", "--scheduler", "fifo",
+                 "--out", out, "--no-test"] + [f"--{key}={value}" for key, value in keys.items()])
+
+    return argv
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from recbole_awrsr.errors import CheckpointError
 from recbole_awrsr.history import history_path
 from recbole_awrsr.trainer import last_state_path
 from test_resume import kill_at
-from test_tune import ray_home  # noqa: F401 (a fixture)
 
 
 def grid_argv(tiny_config_dict, out, epochs=4):
@@ -144,8 +143,7 @@ def test_park_refuses_what_is_not_a_grid(tmp_path, capsys):
     assert "no unfinished runs" in capsys.readouterr().out
 
 
-def test_a_parked_search_continues_on_another_machine(tiny_config_dict, tmp_path, monkeypatch, capsys,
-                                                      ray_home):
+def test_a_parked_search_continues_on_another_machine(tmp_path, capsys, heads_search):
     """A search stopped while its second trial trains, parked, and continued from a copy of its
     committed files (no Ray folder, no checkpoints): the ended trial is not trained again, the
     stopped one goes on from its reports, and the search chooses as an uninterrupted one."""
@@ -153,20 +151,8 @@ def test_a_parked_search_continues_on_another_machine(tiny_config_dict, tmp_path
 
     from recbole_awrsr.cli import main as cli_main
 
-    monkeypatch.setenv("HOME", str(ray_home))
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "heads.hyper").write_text("n_heads choice [1, 2]\n")
-    shutil.copytree(Path(tiny_config_dict["data_path"]) / "tiny", tmp_path / "dataset_atomic" / "tiny")
-    fixed = {key: value for key, value in tiny_config_dict.items()
-             if key not in ("checkpoint_dir", "n_heads", "data_path")}
-    fixed.update(epochs=12, stopping_step=100)
-
     def argv(out):
-        return (["tune", "--model=SASRecAWR", "--dataset=tiny", "--params_file=heads.hyper",
-                 "--search", "grid", "--num-samples", "1", "--num-cpus", "1", "--scheduler", "fifo",
-                 "--out", out, "--no-test"] + [f"--{key}={value}" for key, value in fixed.items()])
+        return heads_search(out, epochs=12)
 
     def stop_in_second_trial():
         deadline = time.monotonic() + 300

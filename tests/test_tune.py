@@ -24,14 +24,6 @@ max_len choice ['a', "b"]
 """
 
 
-@pytest.fixture(scope="session")
-def ray_home(tmp_path_factory):
-    """One HOME for every Ray start of the session: Ray >= 2.5x writes an auth token to
-    ~/.ray and keeps using it in the process, so a later start under another HOME finds
-    no token and its GCS server never comes up."""
-    return tmp_path_factory.mktemp("ray_home")
-
-
 def test_each_distribution_kind_is_parsed():
     params = parse_params(PARAMS)
     assert params == {
@@ -269,14 +261,13 @@ def test_every_trial_failing_is_one_line(tiny_config_dict, tmp_path, monkeypatch
 
 
 def test_an_interrupted_search_chooses_nothing_and_the_same_command_finishes_it(
-        tiny_config_dict, tmp_path, monkeypatch, capsys, ray_home):
+        tmp_path, capsys, heads_search):
     """Ray returns from an interrupted ``fit()`` as from a finished one. Interrupted (as
     Ctrl+C does, by the signal Ray also takes: SIGUSR1) once the first trial has reported,
     the search writes each trial's Ray status, no ``best.yaml``, and exits 2; the same
     command then finishes every trial, the interrupted one from where it stopped."""
     import glob
     import os
-    import shutil
     import signal
     import threading
     import time
@@ -285,18 +276,7 @@ def test_an_interrupted_search_chooses_nothing_and_the_same_command_finishes_it(
 
     from recbole_awrsr.cli import main as cli_main
 
-    monkeypatch.setenv("HOME", str(ray_home))
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "heads.hyper").write_text("n_heads choice [1, 2]\n")
-    shutil.copytree(Path(tiny_config_dict["data_path"]) / "tiny", tmp_path / "dataset_atomic" / "tiny")
-    fixed = {key: value for key, value in tiny_config_dict.items()
-             if key not in ("checkpoint_dir", "n_heads", "data_path")}
-    fixed.update(epochs=15, stopping_step=100)
-    argv = ["tune", "--model=SASRecAWR", "--dataset=tiny", "--params_file=heads.hyper",
-            "--search", "grid", "--num-samples", "1", "--num-cpus", "1", "--scheduler", "fifo", "--out", "tuned", "--no-test"]
-    argv += [f"--{key}={value}" for key, value in fixed.items()]
+    argv = heads_search("tuned", epochs=15)
 
     def interrupt_after_first_report():
         deadline = time.monotonic() + 300
