@@ -342,9 +342,9 @@ def tune_model(args, fixed):
         trainable = tune.with_resources(tune.with_parameters(train_trial, study=study),
                                         {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
         space = search_space(params, grid=args.search == "grid")
-        experiment = os.path.join(out, "ray", "search")
+        experiment, bundle = parking.search_folders(out)
         if parking.unpark_search(out):
-            print(f"unpacked the parked search {parking.search_folders(out)[1]}", file=sys.stderr)
+            print(f"unpacked the parked search {bundle}", file=sys.stderr)
         if tune.Tuner.can_restore(experiment):
             # an interrupted search: finished trials stay, unfinished ones continue from
             # their last reported epoch (ASHA's rungs hold what is reported from here on)
@@ -358,7 +358,7 @@ def tune_model(args, fixed):
                 tune_config=tune.TuneConfig(metric="valid_score", mode=mode,
                                             num_samples=args.num_samples, scheduler=scheduler),
                 run_config=tune.RunConfig(
-                    name="search", storage_path=os.path.join(out, "ray"), verbose=1,
+                    name=os.path.basename(experiment), storage_path=os.path.dirname(experiment), verbose=1,
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
             )
         # a failed trial is recorded in its result, not raised: the search goes on
